@@ -82,6 +82,8 @@ INSTALLED_APPS = [
     "apps.quotas",
     "apps.performance",
     "apps.customers",
+    "apps.kpis",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [
