@@ -85,6 +85,7 @@ class Quota(models.Model):
                 condition=(models.Q(rep__isnull=False) & models.Q(team__isnull=True))
                 | (models.Q(rep__isnull=True) & models.Q(team__isnull=False)),
                 name="quota_for_rep_xor_team",
+                violation_error_message="A quota is for exactly one rep or one team.",
             ),
             models.UniqueConstraint(
                 fields=["period", "rep"],

@@ -136,6 +136,7 @@ class Migration(migrations.Migration):
                             _connector="OR",
                         ),
                         name="quota_for_rep_xor_team",
+                        violation_error_message="A quota is for exactly one rep or one team.",
                     ),
                     models.UniqueConstraint(
                         condition=models.Q(("rep__isnull", False)),
