@@ -133,6 +133,9 @@ def opportunity_create(
         by=changed_by,
         source=history_source,
     ).save()
+    from apps.kpis.services import rollups_deal_changed
+
+    transaction.on_commit(lambda: rollups_deal_changed(opportunity_id=opp.pk))
     return opp
 
 
@@ -175,4 +178,8 @@ def opportunity_update(
             source=history_source,
         ).save()
     opportunity.__dict__.update(opp.__dict__)
+    from apps.kpis.services import rollups_deal_changed
+
+    edited = sorted(changes)
+    transaction.on_commit(lambda: rollups_deal_changed(opportunity_id=opp.pk, fields=edited))
     return opp, changed

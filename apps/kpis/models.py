@@ -1,0 +1,299 @@
+"""Rollup tables: precomputed aggregates at a grain that answers every dashboard filter.
+
+All amounts are in the base currency (settings.BASE_CURRENCY at rebuild time), converted
+per record at the rate of the record's date (see :mod:`apps.kpis.services`). ``month`` is
+always the first day of a calendar month; fiscal quarters and years are unions of months.
+
+Rows are written only by :mod:`apps.kpis.services` (full rebuild or incremental update of
+some months), always as DELETE + INSERT inside one transaction.
+
+Team is deliberately not a column: a deal belongs to its owner's *current* team, which
+selectors resolve at read time (owner ids of the team subtree), so moving a person to
+another team is reflected at once without rewriting history rows.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Coalesce
+
+from apps.core.models import CurrencyField, MoneyField
+
+
+def _grain(*fields: str) -> list:
+    """Unique-constraint expressions for a grain; nullable keys count NULL as one value
+    (as GROUP BY does), which plain unique constraints on SQLite cannot express."""
+    nullable = {"region", "product", "rep", "team"}
+    return [
+        Coalesce(name, models.Value(0)) if name in nullable else models.F(name) for name in fields
+    ]
+
+
+_DIMS = ("owner", "region", "segment", "product", "deal_type")
+
+
+class DealDims(models.Model):
+    """The deal dimensions every deal rollup shares (owner, account region/segment,
+    product, deal type)."""
+
+    month = models.DateField()
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    region = models.ForeignKey(
+        "org.Region",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    segment = models.CharField(max_length=16)
+    product = models.ForeignKey(
+        "crm.Product",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    deal_type = models.CharField(max_length=16)
+
+    class Meta:
+        abstract = True
+
+
+class ClosedDealRollup(DealDims):
+    """Closed deals by close month x owner x region x segment x product x deal type x
+    outcome (won/lost). ``cycle_days`` sums created -> close days; ``new_logos`` counts
+    deals that are their account's first won deal."""
+
+    outcome = models.CharField(max_length=8)
+    deals = models.IntegerField()
+    amount = MoneyField()
+    cycle_days = models.BigIntegerField()
+    new_logos = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                *_grain("month", *_DIMS, "outcome"), name="uniq_kpi_closed_grain"
+            )
+        ]
+        indexes = [models.Index(fields=["month", "owner"], name="kpi_closed_month_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} owner {self.owner_id} {self.outcome}: {self.deals}"
+
+
+class PipelineRollup(DealDims):
+    """Open deals (as of the rebuild) by expected close month x dims x stage x forecast
+    category. ``weighted_amount`` is amount x stage probability / 100."""
+
+    stage = models.ForeignKey(
+        "crm.Stage",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    forecast_category = models.CharField(max_length=16)
+    deals = models.IntegerField()
+    amount = MoneyField()
+    weighted_amount = MoneyField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                *_grain("month", *_DIMS, "stage", "forecast_category"),
+                name="uniq_kpi_pipeline_grain",
+            )
+        ]
+        indexes = [models.Index(fields=["month", "owner"], name="kpi_pipe_month_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} owner {self.owner_id} stage {self.stage_id}: {self.deals}"
+
+
+class StageEntryRollup(DealDims):
+    """Stage conversion cohorts: deals that first reached open stage number ``level``
+    (1 = first open stage by order) in ``month``, and how many of them have since reached
+    level + 1 (the next open stage, or won after the last one). Skipped stages count as
+    reached when a later stage or won is reached."""
+
+    level = models.PositiveSmallIntegerField()
+    entered = models.IntegerField()
+    advanced = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(*_grain("month", *_DIMS, "level"), name="uniq_kpi_stage_grain")
+        ]
+        indexes = [models.Index(fields=["level", "month"], name="kpi_stage_level_month")]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} level {self.level}: {self.advanced}/{self.entered}"
+
+
+class CloseDateMove(models.Model):
+    """A change that moved a deal's close date later (from history): the detail rows that
+    slipped deals are counted from, indexed by the time of the change."""
+
+    deal = models.ForeignKey(
+        "crm.Opportunity",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    changed_at = models.DateTimeField()
+    old_close = models.DateField()
+    new_close = models.DateField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["changed_at"], name="kpi_move_time"),
+            models.Index(fields=["deal"], name="kpi_move_deal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"deal {self.deal_id}: {self.old_close} -> {self.new_close}"
+
+
+class AccountMrrRollup(models.Model):
+    """An account's MRR on the first day of ``month`` and on the first day of the next
+    month (base currency, converted at the rate of that day). Retention for any period is
+    two month columns of this table; monthly churn is one row."""
+
+    month = models.DateField()
+    account = models.ForeignKey(
+        "crm.Account",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    region = models.ForeignKey(
+        "org.Region",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    segment = models.CharField(max_length=16)
+    mrr = MoneyField()
+    next_mrr = MoneyField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["month", "account"], name="uniq_kpi_mrr_grain")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} account {self.account_id}: {self.mrr}"
+
+
+class NpsRollup(models.Model):
+    """NPS responses by month x account region x segment, split by category."""
+
+    month = models.DateField()
+    region = models.ForeignKey(
+        "org.Region",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    segment = models.CharField(max_length=16)
+    promoters = models.IntegerField()
+    passives = models.IntegerField()
+    detractors = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                *_grain("month", "region", "segment"), name="uniq_kpi_nps_grain"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} region {self.region_id} {self.segment}"
+
+
+class QuotaRollup(models.Model):
+    """Monthly quotas converted to the base currency (rate of the month's first day);
+    exactly one of ``rep`` and ``team`` is set, as on the quota."""
+
+    month = models.DateField()
+    rep = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    team = models.ForeignKey(
+        "org.Team",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    amount = MoneyField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(*_grain("month", "rep", "team"), name="uniq_kpi_quota_grain")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} rep {self.rep_id} team {self.team_id}: {self.amount}"
+
+
+class DailyRate(models.Model):
+    """Dense daily exchange rates to the base currency, forward-filled from
+    core.ExchangeRate, so conversion is an equality join on (currency, day)."""
+
+    currency = CurrencyField()
+    day = models.DateField()
+    rate = models.DecimalField(max_digits=20, decimal_places=10)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["currency", "day"], name="uniq_kpi_rate_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.currency} {self.day}: {self.rate}"
+
+
+class DirtyMonth(models.Model):
+    """A month of one rollup area that changed since the last update (coalescing queue)."""
+
+    class Area(models.TextChoices):
+        DEALS = "deals", "Deals (by close month)"
+        STAGES = "stages", "Stage history (by month of change)"
+        QUOTAS = "quotas", "Quotas"
+        SUBSCRIPTIONS = "subscriptions", "Subscriptions"
+        NPS = "nps", "NPS"
+
+    area = models.CharField(max_length=16, choices=Area.choices)
+    month = models.DateField()
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["area", "month"], name="uniq_kpi_dirty_month")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.area} {self.month:%Y-%m}"
