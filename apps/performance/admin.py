@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 
-from apps.performance.models import CoachingNote, Competency, PerformanceReview, ReviewRating
+from apps.performance.models import (
+    CoachingNote,
+    Competency,
+    PerformanceReview,
+    ReviewAmendment,
+    ReviewRating,
+)
 
 
 @admin.register(Competency)
@@ -26,6 +33,16 @@ class ReviewRatingInline(admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("competency")
 
+    # A submitted review changes only through a logged amendment (on the review page).
+    def has_add_permission(self, request, obj=None) -> bool:
+        return obj is None or obj.status == PerformanceReview.Status.DRAFT
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None or obj.status == PerformanceReview.Status.DRAFT
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return obj is None or obj.status == PerformanceReview.Status.DRAFT
+
 
 @admin.register(PerformanceReview)
 class PerformanceReviewAdmin(admin.ModelAdmin):
@@ -34,13 +51,59 @@ class PerformanceReviewAdmin(admin.ModelAdmin):
     list_select_related = ("rep", "period", "reviewer")
     search_fields = ("rep__username", "rep__last_name", "reviewer__username", "period__name")
     autocomplete_fields = ("rep", "reviewer", "period")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "amendment_log")
     inlines = (ReviewRatingInline,)
+
+    @admin.display(description="amendments")
+    def amendment_log(self, obj: PerformanceReview) -> str:
+        """The logged amendments (read-only: the log is append-only)."""
+        if obj.pk is None:
+            return "-"
+        entries = obj.amendments.select_related("changed_by")
+        if not entries:
+            return "No amendments."
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li>{} {} - {}: {} &rarr; {} ({})</li>",
+                (
+                    (
+                        a.changed_at.strftime("%Y-%m-%d %H:%M"),
+                        a.changed_by or "-",
+                        a.field,
+                        a.old_value[:80],
+                        a.new_value[:80],
+                        a.reason,
+                    )
+                    for a in entries
+                ),
+            ),
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        # Submitted reviews are read-only here: amendments go through the review page,
+        # which logs who changed what and why.
+        if obj is not None and obj.status != PerformanceReview.Status.DRAFT:
+            return [f for _, options in self.fieldsets for f in options["fields"]]
+        return self.readonly_fields
+
     fieldsets = (
         (None, {"fields": ("rep", "reviewer", "period", "status")}),
         ("Review", {"fields": ("strengths", "areas_to_grow", "goals", "comments")}),
         ("Rep", {"fields": ("rep_response",)}),
-        ("Audit", {"fields": ("submitted_at", "acknowledged_at", "created_at", "updated_at")}),
+        (
+            "Audit",
+            {
+                "fields": (
+                    "submitted_at",
+                    "acknowledged_at",
+                    "created_at",
+                    "updated_at",
+                    "amendment_log",
+                )
+            },
+        ),
     )
 
 
@@ -67,3 +130,20 @@ class CoachingNoteAdmin(admin.ModelAdmin):
     @admin.display(description="note")
     def excerpt(self, obj: CoachingNote) -> str:
         return obj.body[:80] + ("..." if len(obj.body) > 80 else "")
+
+
+@admin.register(ReviewAmendment)
+class ReviewAmendmentAdmin(admin.ModelAdmin):
+    list_display = ("review", "field", "changed_by", "changed_at", "reason")
+    list_select_related = ("review__rep", "review__period", "changed_by")
+    search_fields = ("review__rep__username", "review__rep__last_name", "field", "reason")
+    date_hierarchy = "changed_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

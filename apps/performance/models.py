@@ -134,3 +134,26 @@ class CoachingNote(models.Model):
 
     def __str__(self) -> str:
         return f"Note on {self.rep} by {self.author}"
+
+
+class ReviewAmendment(models.Model):
+    """A logged change to a review after it was submitted: which field (a text field or
+    ``rating:<competency slug>``), the old and new value, who, when and why. Append-only."""
+
+    review = models.ForeignKey(
+        PerformanceReview, on_delete=models.CASCADE, related_name="amendments"
+    )
+    field = models.CharField(max_length=80)
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+    reason = models.CharField(max_length=500)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.review}: {self.field} amended"
