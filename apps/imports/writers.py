@@ -1,0 +1,1306 @@
+"""Per-kind planning (pass 2 of validation: references, duplicates, cross-field rules,
+comparison with what is stored) and writing (only once the whole file is clean).
+
+A plan never writes. :func:`apps.imports.services.rows_import` runs the plan for every row,
+and only when no row has an error calls the plan's ``write`` inside one transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.db import connection, transaction
+from django.db.models import Model
+from django.utils import timezone
+
+from apps.core.errors import ApplicationError
+from apps.core.models import ExchangeRate
+from apps.crm.models import (
+    Account,
+    ForecastCategory,
+    Opportunity,
+    OpportunityHistory,
+    Product,
+    Stage,
+)
+from apps.crm.services import TRACKED_FIELDS, opportunity_create, opportunity_update
+from apps.customers.models import NpsResponse, Subscription
+from apps.imports.mapping import ImportMapping
+from apps.imports.validation import CellError, NewRef, RowError
+from apps.org.models import Region, Role, Team, User
+from apps.quotas import fiscal
+from apps.quotas.models import FiscalPeriod, Quota
+
+#: Up to this many changed deals go through apps.crm.services one by one; above it the
+#: bulk path loads them (COPY on Postgres). Both give the same rows (tests/imports).
+SERVICE_PATH_MAX_ROWS = 1000
+CHUNK = 2000
+
+
+@dataclass
+class Context:
+    """What one import run shares between planning and writing."""
+
+    mapping: ImportMapping
+    user: Any
+    source: str
+    now: dt.datetime
+    errors: list[RowError] = field(default_factory=list)
+    #: The fields the source supplies (a column or a default); others keep stored values.
+    present: frozenset[str] = frozenset()
+    #: A dry run writes nothing, so it locks nothing either.
+    dry_run: bool = False
+    #: Forces the opportunity write path in tests: "services", "bulk" or "copy".
+    opportunity_path: str | None = None
+
+    def error(self, line: int, field_name: str | None, message: str) -> None:
+        self.errors.append(RowError(line, field_name, message))
+
+
+@dataclass
+class Plan:
+    """The outcome of planning: counts now, the writes for later."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    write: Callable[[], None] = lambda: None
+
+
+def _chunks(values: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _full_name(first: str, last: str) -> str:
+    return f"{first} {last}".strip()
+
+
+# --- references ---------------------------------------------------------------------------
+class Resolver:
+    """Finds referenced records by natural key, loading each table once per import.
+
+    - account and product: external id first, then name (case-insensitive);
+    - user: e-mail when the cell has an '@', otherwise full name (case-insensitive);
+    - stage and team: name; region: code or name.
+
+    A key matching several records is ambiguous; an unknown key is an error unless the
+    mapping allows creating it, in which case every row naming it shares one :class:`NewRef`.
+    """
+
+    def __init__(self, mapping: ImportMapping) -> None:
+        self.mapping = mapping
+        self._tables: dict[str, tuple[dict[str, list[int]], dict[str, list[int]]]] = {}
+        self._memo: dict[tuple[str, str, str], Any] = {}
+        self.stage_outcome: dict[int, str] = {}
+        self.stage_names: dict[int, str] = {}
+        self.new_refs: dict[tuple[str, str], NewRef] = {}
+
+    def _table(self, target: str) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        if target in self._tables:
+            return self._tables[target]
+        first: dict[str, list[int]] = defaultdict(list)
+        second: dict[str, list[int]] = defaultdict(list)
+        if target in ("account", "product"):
+            model = Account if target == "account" else Product
+            for pk, ext, name in model.objects.values_list("id", "external_id", "name"):
+                first[ext].append(pk)
+                second[name.strip().lower()].append(pk)
+        elif target == "user":
+            rows = User.objects.values_list("id", "email", "first_name", "last_name")
+            for pk, email, first_name, last_name in rows:
+                if email:
+                    first[email.lower()].append(pk)
+                full = _full_name(first_name, last_name).lower()
+                if full:
+                    second[full].append(pk)
+        elif target == "stage":
+            for pk, name, outcome in Stage.objects.values_list("id", "name", "outcome"):
+                first[name.strip().lower()].append(pk)
+                self.stage_outcome[pk] = outcome
+                self.stage_names[pk] = name
+        elif target == "team":
+            for pk, name in Team.objects.values_list("id", "name"):
+                first[name.strip().lower()].append(pk)
+        elif target == "region":
+            for pk, code, name in Region.objects.values_list("id", "code", "name"):
+                first[code.strip().lower()].append(pk)
+                if pk not in first[name.strip().lower()]:
+                    second[name.strip().lower()].append(pk)
+        self._tables[target] = (first, second)
+        return first, second
+
+    def resolve(self, target: str, key: str, creates: str) -> int | NewRef:
+        memo_key = (target, key, creates)
+        if memo_key in self._memo:
+            found = self._memo[memo_key]
+        else:
+            found = self._find(target, key, creates)
+            self._memo[memo_key] = found
+        if isinstance(found, CellError):
+            raise found
+        return found
+
+    def _find(self, target: str, key: str, creates: str) -> int | NewRef | CellError:
+        first, second = self._table(target)
+        lowered = key.lower()
+        if target in ("account", "product"):
+            ids = first.get(key) or second.get(lowered, [])
+            how = "name"
+        elif target == "user":
+            if "@" in key:
+                ids, how = first.get(lowered, []), "e-mail"
+            else:
+                ids, how = second.get(lowered, []), "full name"
+        elif target == "region":
+            ids, how = first.get(lowered) or second.get(lowered, []), "code or name"
+        else:
+            ids, how = first.get(lowered, []), "name"
+        if len(ids) == 1:
+            return ids[0]
+        label = {"user": "person"}.get(target, target)
+        if len(ids) > 1:
+            hint = " use the external id" if target in ("account", "product") else ""
+            if target == "user":
+                hint = " use the e-mail address"
+            return CellError(
+                f"ambiguous {label} {key!r}: {len(ids)} records have this {how};{hint}."
+                if hint
+                else f"ambiguous {label} {key!r}: {len(ids)} records have this {how}."
+            )
+        if creates and self.mapping.may_create(creates):
+            ref_key = (target, lowered)
+            if ref_key not in self.new_refs:
+                self.new_refs[ref_key] = NewRef(target=target, key=key, creates=creates)
+            return self.new_refs[ref_key]
+        if target == "stage":
+            known = ", ".join(sorted(self.stage_names.values())) or "none yet"
+            return CellError(f"unknown stage {key!r}; map it to one of our stages ({known}).")
+        extra = f' (or allow "{creates}" in create_missing)' if creates else ""
+        return CellError(f"unknown {label} {key!r}: no record has this {how}{extra}.")
+
+
+def _unique_username(base: str, taken: set[str]) -> str:
+    base = re.sub(r"[^\w.@+-]", ".", base.strip().lower())[:140] or "user"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}.{n}"
+    taken.add(name)
+    return name
+
+
+def _company_root() -> Team:
+    root = Team.objects.filter(kind=Team.Kind.COMPANY, parent=None).order_by("id").first()
+    return root or Team.objects.create(name="Company", kind=Team.Kind.COMPANY)
+
+
+def create_new_refs(
+    new_refs: Iterable[NewRef], *, region_for_team: dict[str, Any] | None = None
+) -> dict[NewRef, int]:
+    """Create what the mapping allowed to create, regions and teams first; ids by ref."""
+    ids: dict[NewRef, int] = {}
+    refs = list(new_refs)
+    for ref in (r for r in refs if r.target == "region"):
+        ids[ref] = Region.objects.create(code=ref.key[:16], name=ref.key[:100]).pk
+    root = None
+    for ref in (r for r in refs if r.target == "team"):
+        root = root or _company_root()
+        region = (region_for_team or {}).get(ref.key.lower())
+        region_id = ids[region] if isinstance(region, NewRef) else region
+        ids[ref] = Team.objects.create(name=ref.key[:120], parent=root, region_id=region_id).pk
+    for ref in (r for r in refs if r.target == "account"):
+        ids[ref] = Account.objects.create(external_id=ref.key[:64], name=ref.key[:200]).pk
+    for ref in (r for r in refs if r.target == "product"):
+        ids[ref] = Product.objects.create(external_id=ref.key[:64], name=ref.key[:120]).pk
+    user_refs = [r for r in refs if r.target == "user"]
+    if user_refs:
+        taken = set(User.objects.values_list("username", flat=True))
+        for ref in user_refs:
+            ids[ref] = _new_user(ref.key, ref.creates, taken).pk
+    return ids
+
+
+def _new_user(key: str, creates: str, taken: set[str]) -> User:
+    role = Role.MANAGER if creates == "managers" else Role.REP
+    if "@" in key:
+        email, first, last = key.lower(), "", ""
+        username = _unique_username(email, taken)
+    else:
+        email = ""
+        first, _, last = key.partition(" ")
+        username = _unique_username(key.replace(" ", "."), taken)
+    return User.objects.create(
+        username=username,
+        email=email,
+        first_name=first[:150],
+        last_name=last.strip()[:150],
+        role=role,
+        password=make_password(None),
+    )
+
+
+def _resolve_refs(
+    records: list[dict[str, Any]], ctx: Context, resolver: Resolver, names: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Replace each reference cell by an id or a NewRef; rows with a bad one are dropped
+    (their errors recorded)."""
+    spec = ctx.mapping.spec
+    wanted = [(n, spec.fields[n]) for n in names if n in ctx.mapping.spec.fields]
+    good = []
+    for record in records:
+        bad = False
+        for name, field_spec in wanted:
+            key = record.get(name)
+            if key is None or key == "":
+                continue
+            try:
+                record[name] = resolver.resolve(field_spec.ref, key, field_spec.creates)
+            except CellError as exc:
+                ctx.error(record["_line"], name, str(exc))
+                bad = True
+        if not bad:
+            good.append(record)
+    return good
+
+
+def _dedupe(
+    records: list[dict[str, Any]], ctx: Context, key: Callable[[dict[str, Any]], Any], label: str
+) -> list[dict[str, Any]]:
+    first_line: dict[Any, int] = {}
+    good = []
+    for record in records:
+        k = key(record)
+        if k is None:
+            good.append(record)
+            continue
+        if k in first_line:
+            ctx.error(
+                record["_line"],
+                None,
+                f"duplicate {label} {_show_key(k)} inside the file "
+                f"(first on line {first_line[k]}).",
+            )
+            continue
+        first_line[k] = record["_line"]
+        good.append(record)
+    return good
+
+
+def _show_key(key: Any) -> str:
+    if isinstance(key, tuple):
+        return "(" + ", ".join(str(k) for k in key) + ")"
+    return repr(key)
+
+
+def _ref_id(value: Any, ids: dict[NewRef, int]) -> Any:
+    return ids[value] if isinstance(value, NewRef) else value
+
+
+# --- generic upsert for flat kinds --------------------------------------------------------
+@dataclass(frozen=True)
+class FlatKind:
+    """A kind stored as one model row per record, matched on ``key`` fields."""
+
+    model: type[Model]
+    key: tuple[str, ...]
+    #: import field -> model attribute (references map to ``*_id``)
+    attrs: dict[str, str]
+    #: model attribute -> value for a new row when the field is absent or empty
+    new_defaults: Callable[[], dict[str, Any]]
+    refs: tuple[str, ...] = ()
+    label: str = "external id"
+    #: Unique integer attributes that rows may swap (parked on free values first).
+    unique_attrs: tuple[str, ...] = ()
+    rollup: Callable[[list[dict[str, Any]]], None] | None = None
+
+
+def _flat_plan(
+    records: list[dict[str, Any]],
+    ctx: Context,
+    kind: FlatKind,
+    check: Callable[[dict[str, Any], dict[str, Any], Context], bool] | None = None,
+) -> Plan:
+    resolver = Resolver(ctx.mapping)
+    records = _resolve_refs(records, ctx, resolver, kind.refs)
+    key_attrs = [kind.attrs[k] for k in kind.key]
+
+    by_external_id = kind.key == ("external_id",)
+
+    def record_key(record: dict[str, Any]) -> tuple[Any, ...] | None:
+        if by_external_id:
+            return (record["external_id"],) if record.get("external_id") else None
+        # Natural keys compare without case; an empty part is stored as "".
+        values = (record.get(k) for k in kind.key)
+        return tuple(v.lower() if isinstance(v, str) else ("" if v is None else v) for v in values)
+
+    records = _dedupe(records, ctx, record_key, kind.label)
+    existing = _load_existing(kind, records, key_attrs, record_key)
+    present = [f for f in kind.attrs if f in ctx.mapping.spec.fields and _present(ctx, f)]
+    creates: list[dict[str, Any]] = []
+    updates: list[tuple[Model, dict[str, Any], list[dict[str, Any]]]] = []
+    plan = Plan()
+    for record in records:
+        key = record_key(record)
+        row = existing.get(key) if key is not None else None
+        if row is None:
+            values = kind.new_defaults()
+            for f in present:
+                if record.get(f) is not None or f in kind.key:
+                    values[kind.attrs[f]] = record.get(f)
+            if check is not None and not check(values, record, ctx):
+                continue
+            creates.append(values)
+            plan.created += 1
+        else:
+            before = {a: getattr(row, a) for a in kind.attrs.values()}
+            after = dict(before)
+            for f in present:
+                value = record.get(f)
+                after[kind.attrs[f]] = value if value is not None else _empty(row, kind.attrs[f])
+            if check is not None and not check(after, record, ctx):
+                continue
+            changed = {a: v for a, v in after.items() if v != before[a]}
+            if changed:
+                updates.append((row, changed, [before, after]))
+                plan.updated += 1
+            else:
+                plan.unchanged += 1
+
+    def write() -> None:
+        ids = create_new_refs(resolver.new_refs.values())
+        objects = []
+        for values in creates:
+            objects.append(kind.model(**{a: _ref_id(v, ids) for a, v in values.items()}))
+        fields: set[str] = set()
+        rows = []
+        for row, changed, _ in updates:
+            for attr, value in changed.items():
+                setattr(row, attr, _ref_id(value, ids))
+            fields.update(changed)
+            rows.append(row)
+        for attr in kind.unique_attrs:
+            moving = [row for row, changed, _ in updates if attr in changed]
+            if moving:
+                _park(kind.model, attr, moving)
+        if rows:
+            kind.model.objects.bulk_update(rows, sorted(fields), batch_size=500)
+        # Created after the updates, so a new row may take a value an updated one left.
+        kind.model.objects.bulk_create(objects, batch_size=500)
+        if kind.rollup is not None:
+            touched = [*creates, *(p for _, _, pair in updates for p in pair)]
+            transaction.on_commit(lambda: kind.rollup(touched))
+
+    plan.write = write
+    return plan
+
+
+def _park(model: type[Model], attr: str, rows: list[Model]) -> None:
+    """Move rows whose unique ``attr`` (a small positive integer) changes to unused values
+    first, so that values can be swapped between them without a transient conflict."""
+    used = set(model.objects.values_list(attr, flat=True)) | {getattr(r, attr) for r in rows}
+    free = (n for n in range(32767, -1, -1) if n not in used)
+    model.objects.bulk_update(
+        [model(pk=row.pk, **{attr: next(free)}) for row in rows], [attr], batch_size=500
+    )
+
+
+def _empty(row: Model, attr: str) -> Any:
+    """The stored form of an empty cell for a non-required field: "" for text, else None."""
+    if attr in ("currency", "base_currency"):
+        return settings.BASE_CURRENCY
+    is_fk = attr.endswith("_id") and attr != "external_id"
+    model_field = row._meta.get_field(attr[:-3] if is_fk else attr)
+    if model_field.get_internal_type() in ("CharField", "TextField", "EmailField"):
+        return ""
+    if model_field.get_internal_type() == "BooleanField":
+        return model_field.default
+    return None
+
+
+def _present(ctx: Context, name: str) -> bool:
+    return name in ctx.present
+
+
+def _load_existing(
+    kind: FlatKind, records: list[dict[str, Any]], key_attrs: list[str], record_key
+) -> dict[Any, Model]:
+    if not records:
+        return {}
+    existing: dict[Any, Model] = {}
+    if kind.key == ("external_id",):
+        keys = [r["external_id"] for r in records if r.get("external_id")]
+        for chunk in _chunks(keys):
+            for row in kind.model.objects.filter(external_id__in=chunk):
+                existing[(row.external_id,)] = row
+        return existing
+    # Small tables (stages, rates, NPS without ids): compare in memory.
+    for row in kind.model.objects.all():
+        values = tuple(getattr(row, a) for a in key_attrs)
+        existing[tuple(v.lower() if isinstance(v, str) else v for v in values)] = row
+    return existing
+
+
+# --- kinds --------------------------------------------------------------------------------
+def _rollup_subscriptions(rows: list[dict[str, Any]]) -> None:
+    from apps.kpis.services import rollups_subscription_changed
+
+    for start, end in {(r.get("start_date"), r.get("end_date")) for r in rows}:
+        if start is not None:
+            rollups_subscription_changed(start_date=start, end_date=end)
+
+
+def _rollup_nps(rows: list[dict[str, Any]]) -> None:
+    from apps.kpis.services import rollups_mark_dirty
+
+    rollups_mark_dirty(
+        area="nps", months=[r["responded_on"] for r in rows if r.get("responded_on")]
+    )
+
+
+def _rollup_rates(rows: list[dict[str, Any]]) -> None:
+    from apps.kpis.services import rollups_update_enqueue
+
+    rollups_update_enqueue()
+
+
+def _base() -> dict[str, Any]:
+    return {"currency": settings.BASE_CURRENCY}
+
+
+FLAT_KINDS: dict[str, FlatKind] = {
+    "accounts": FlatKind(
+        model=Account,
+        key=("external_id",),
+        attrs={
+            "external_id": "external_id",
+            "name": "name",
+            "segment": "segment",
+            "industry": "industry",
+            "region": "region_id",
+            "country": "country",
+        },
+        new_defaults=lambda: {"segment": "smb", "industry": "", "country": ""},
+        refs=("region",),
+    ),
+    "products": FlatKind(
+        model=Product,
+        key=("external_id",),
+        attrs={
+            "external_id": "external_id",
+            "name": "name",
+            "family": "family",
+            "is_active": "is_active",
+        },
+        new_defaults=lambda: {"family": "", "is_active": True},
+    ),
+    "stages": FlatKind(
+        model=Stage,
+        key=("name",),
+        attrs={
+            "name": "name",
+            "order": "order",
+            "outcome": "outcome",
+            "probability": "probability",
+        },
+        new_defaults=dict,
+        label="stage",
+        unique_attrs=("order",),
+    ),
+    "subscriptions": FlatKind(
+        model=Subscription,
+        key=("external_id",),
+        attrs={
+            "external_id": "external_id",
+            "account": "account_id",
+            "product": "product_id",
+            "mrr": "mrr",
+            "currency": "currency",
+            "start_date": "start_date",
+            "end_date": "end_date",
+        },
+        new_defaults=_base,
+        refs=("account", "product"),
+        rollup=_rollup_subscriptions,
+    ),
+    "exchange_rates": FlatKind(
+        model=ExchangeRate,
+        key=("currency", "base_currency", "rate_date"),
+        attrs={
+            "currency": "currency",
+            "base_currency": "base_currency",
+            "rate_date": "rate_date",
+            "rate": "rate",
+        },
+        new_defaults=lambda: {"base_currency": settings.BASE_CURRENCY},
+        label="rate",
+        rollup=_rollup_rates,
+    ),
+}
+
+
+def plan_products(records: list[dict[str, Any]], ctx: Context) -> Plan:
+    # Product names are unique: a name held by another product is an error, not a merge.
+    names: dict[str, str] = {
+        n.lower(): e for e, n in Product.objects.values_list("external_id", "name")
+    }
+    seen: dict[str, tuple[str, int]] = {}
+    good = []
+    for record in records:
+        name = record.get("name")
+        if name is None:
+            good.append(record)
+            continue
+        owner = names.get(name.lower())
+        if owner is not None and owner != record["external_id"]:
+            ctx.error(
+                record["_line"],
+                "name",
+                f"product name {name!r} is already used by product {owner}.",
+            )
+            continue
+        other = seen.get(name.lower())
+        if other is not None and other[0] != record["external_id"]:
+            ctx.error(
+                record["_line"], "name", f"product name {name!r} is also used on line {other[1]}."
+            )
+            continue
+        seen[name.lower()] = (record["external_id"], record["_line"])
+        good.append(record)
+    return _flat_plan(good, ctx, FLAT_KINDS["products"])
+
+
+def plan_stages(records: list[dict[str, Any]], ctx: Context) -> Plan:
+    file_names = {r["name"].lower() for r in records if r.get("name")}
+    orders: dict[int, str] = {
+        order: name
+        for name, order in Stage.objects.values_list("name", "order")
+        if name.lower() not in file_names
+    }
+    file_orders: dict[int, int] = {}
+
+    def check(values: dict[str, Any], record: dict[str, Any], ctx: Context) -> bool:
+        line = record["_line"]
+        outcome, probability = values.get("outcome"), values.get("probability")
+        if outcome == "won" and probability != 100:
+            ctx.error(line, "probability", f"a won stage is 100 %, not {probability}.")
+            return False
+        if outcome == "lost" and probability != 0:
+            ctx.error(line, "probability", f"a lost stage is 0 %, not {probability}.")
+            return False
+        order = values.get("order")
+        if order in orders:
+            ctx.error(line, "order", f"order {order} is already used by stage {orders[order]!r}.")
+            return False
+        if order in file_orders:
+            ctx.error(line, "order", f"order {order} is also used on line {file_orders[order]}.")
+            return False
+        file_orders[order] = line
+        return True
+
+    return _flat_plan(records, ctx, FLAT_KINDS["stages"], check)
+
+
+def plan_accounts(records: list[dict[str, Any]], ctx: Context) -> Plan:
+    return _flat_plan(records, ctx, FLAT_KINDS["accounts"])
+
+
+def plan_subscriptions(records: list[dict[str, Any]], ctx: Context) -> Plan:
+    def check(values: dict[str, Any], record: dict[str, Any], ctx: Context) -> bool:
+        start, end = values.get("start_date"), values.get("end_date")
+        if end is not None and start is not None and end <= start:
+            ctx.error(
+                record["_line"], "end_date", f"end date {end} is not after the start date {start}."
+            )
+            return False
+        return True
+
+    return _flat_plan(records, ctx, FLAT_KINDS["subscriptions"], check)
+
+
+def plan_exchange_rates(records: list[dict[str, Any]], ctx: Context) -> Plan:
+    for record in records:
+        if record.get("base_currency") is None:
+            record["base_currency"] = settings.BASE_CURRENCY
+
+    def check(values: dict[str, Any], record: dict[str, Any], ctx: Context) -> bool:
+        if values["currency"] == values["base_currency"]:
+            ctx.error(
+                record["_line"],
+                "currency",
+                f"a rate from {values['currency']} to itself is always 1.",
+            )
+            return False
+        return True
+
+    ctx.present = ctx.present | {"base_currency"}
+    return _flat_plan(records, ctx, FLAT_KINDS["exchange_rates"], check)
+
+
+def plan_nps(records: list[dict[str, Any]], ctx: Context) -> Plan:
+    with_id = [r for r in records if r.get("external_id")]
+    without = [r for r in records if not r.get("external_id")]
+    kind = FlatKind(
+        model=NpsResponse,
+        key=("external_id",),
+        attrs={
+            "external_id": "external_id",
+            "account": "account_id",
+            "contact_name": "contact_name",
+            "contact_email": "contact_email",
+            "score": "score",
+            "comment": "comment",
+            "responded_on": "responded_on",
+        },
+        new_defaults=lambda: {
+            "contact_name": "",
+            "contact_email": "",
+            "comment": "",
+            "external_id": "",
+        },
+        refs=("account",),
+        label="external id",
+        rollup=_rollup_nps,
+    )
+    natural = dataclasses.replace(
+        kind,
+        key=("account", "contact_email", "responded_on"),
+        label="response (account, contact e-mail, date)",
+    )
+    first = _flat_plan(with_id, ctx, kind) if with_id else Plan()
+    second = _flat_plan(without, ctx, natural) if without else Plan()
+
+    def write() -> None:
+        first.write()
+        second.write()
+
+    return Plan(
+        created=first.created + second.created,
+        updated=first.updated + second.updated,
+        unchanged=first.unchanged + second.unchanged,
+        write=write,
+    )
+
+
+# --- quotas -------------------------------------------------------------------------------
+def plan_quotas(records: list[dict[str, Any]], ctx: Context) -> Plan:
+    from apps.quotas.services import fiscal_periods_ensure, quota_set
+
+    resolver = Resolver(ctx.mapping)
+    records = _resolve_refs(records, ctx, resolver, ("rep", "team"))
+    good = []
+    for record in records:
+        if (record.get("rep") is None) == (record.get("team") is None):
+            ctx.error(
+                record["_line"],
+                "rep",
+                "give either a rep or a team for each quota, not both or neither.",
+            )
+            continue
+        good.append(record)
+    good = _dedupe(good, ctx, lambda r: (r.get("rep"), r.get("team"), r["month"]), "quota for")
+    existing = {
+        (q.rep_id, q.team_id, q.period.start_date): q
+        for q in Quota.objects.select_related("period").filter(period__kind=FiscalPeriod.Kind.MONTH)
+    }
+    plan = Plan()
+    todo = []
+    for record in good:
+        row = existing.get((record.get("rep"), record.get("team"), record["month"]))
+        currency = record.get("currency") or settings.BASE_CURRENCY
+        note = record.get("note") or ""
+        if row is None:
+            plan.created += 1
+        elif (
+            row.amount == record["amount"]
+            and row.currency == currency
+            and ("note" not in ctx.present or row.note == note)
+        ):
+            plan.unchanged += 1
+            continue
+        else:
+            plan.updated += 1
+            if "note" not in ctx.present:
+                note = row.note
+        todo.append((record, currency, note))
+
+    def write() -> None:
+        start_month = settings.FISCAL_YEAR_START_MONTH
+        years = {fiscal.fiscal_year_of(r["month"], start_month) for r, _, _ in todo}
+        if years:
+            fiscal_periods_ensure(first_year=min(years), last_year=max(years))
+        periods = {
+            p.start_date: p
+            for p in FiscalPeriod.objects.filter(
+                kind=FiscalPeriod.Kind.MONTH, start_date__in={r["month"] for r, _, _ in todo}
+            )
+        }
+        users = User.objects.in_bulk([r["rep"] for r, _, _ in todo if r.get("rep")])
+        teams = Team.objects.in_bulk([r["team"] for r, _, _ in todo if r.get("team")])
+        for record, currency, note in todo:
+            try:
+                # A savepoint per row, so a refusal leaves the transaction usable for the
+                # remaining rows (every refusal is reported, then everything is rolled back).
+                with transaction.atomic():
+                    quota_set(
+                        period=periods[record["month"]],
+                        amount=record["amount"],
+                        set_by=ctx.user,
+                        rep=users.get(record.get("rep")),
+                        team=teams.get(record.get("team")),
+                        currency=currency,
+                        note=note,
+                    )
+            except ApplicationError as exc:
+                ctx.error(record["_line"], None, exc.message)
+
+    plan.write = write
+    return plan
+
+
+# --- people -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FilePerson:
+    """A manager reference to someone listed in the same file."""
+
+    email: str
+
+
+def plan_people(records: list[dict[str, Any]], ctx: Context) -> Plan:
+    records = _dedupe(records, ctx, lambda r: r["email"], "e-mail")
+    by_email = {r["email"]: r for r in records}
+    names: dict[str, list[str]] = defaultdict(list)
+    for r in records:
+        names[r["name"].lower()].append(r["email"])
+    resolver = Resolver(ctx.mapping)
+    spec = ctx.mapping.spec.fields
+    good = []
+    for record in records:
+        line, bad = record["_line"], False
+        for name in ("team", "region"):
+            key = record.get(name)
+            if key:
+                try:
+                    record[name] = resolver.resolve(spec[name].ref, key, spec[name].creates)
+                except CellError as exc:
+                    ctx.error(line, name, str(exc))
+                    bad = True
+        key = record.get("manager")
+        if key:
+            lowered = key.lower()
+            in_file = [lowered] if lowered in by_email else names.get(lowered, [])
+            try:
+                if len(in_file) > 1:
+                    raise CellError(
+                        f"ambiguous person {key!r}: {len(in_file)} people in the file have "
+                        "this full name; use the e-mail address."
+                    )
+                if in_file:
+                    if in_file[0] == record["email"]:
+                        raise CellError("a person cannot be their own manager.")
+                    record["manager"] = FilePerson(in_file[0])
+                else:
+                    record["manager"] = resolver.resolve("user", key, "managers")
+            except CellError as exc:
+                ctx.error(line, "manager", str(exc))
+                bad = True
+        if not bad:
+            good.append(record)
+    existing = {
+        u.email.lower(): u
+        for chunk in _chunks([r["email"] for r in good])
+        for u in User.objects.filter(email__in=chunk)
+    }
+    # Case-insensitive match for addresses stored with capitals.
+    missing = {r["email"] for r in good if r["email"] not in existing}
+    if missing:
+        for u in User.objects.exclude(email=""):
+            if u.email.lower() in missing:
+                existing[u.email.lower()] = u
+    present = ctx.present
+    plan = Plan()
+    changes: list[tuple[dict[str, Any], User | None, dict[str, Any]]] = []
+    team_managers = dict(Team.objects.values_list("id", "manager_id"))
+    for record in good:
+        first, _, last = record["name"].partition(" ")
+        values: dict[str, Any] = {"first_name": first[:150], "last_name": last.strip()[:150]}
+        for name in ("role", "title", "hired_on"):
+            if name in present:
+                values[name] = (
+                    record.get(name)
+                    if record.get(name) is not None
+                    else ("" if name == "title" else None)
+                )
+        if "team" in present:
+            values["team_id"] = record.get("team")
+        user = existing.get(record["email"])
+        if user is None:
+            values.setdefault("role", Role.REP)
+            values["role"] = values["role"] or Role.REP
+            plan.created += 1
+            changes.append((record, None, values))
+            continue
+        if values.get("role") is None:
+            values.pop("role", None)
+        diff = {k: v for k, v in values.items() if getattr(user, k) != v}
+        manager = record.get("manager")
+        team_id = diff.get("team_id", user.team_id)
+        # Naming a manager changes something only where it sets a team's missing manager.
+        manager_change = manager is not None and (
+            isinstance(manager, NewRef)
+            or isinstance(team_id, NewRef)
+            or (team_id is not None and team_managers.get(team_id) is None)
+        )
+        if diff or manager_change:
+            plan.updated += 1
+            changes.append((record, user, diff))
+        else:
+            plan.unchanged += 1
+
+    def write() -> None:
+        region_for_team: dict[str, Any] = {}
+        for record in good:
+            team = record.get("team")
+            if isinstance(team, NewRef):
+                region_for_team.setdefault(team.key.lower(), record.get("region"))
+        ids = create_new_refs(resolver.new_refs.values(), region_for_team=region_for_team)
+        taken = set(User.objects.values_list("username", flat=True))
+        saved: dict[str, User] = {}
+        for record, user, values in changes:
+            values = {k: _ref_id(v, ids) for k, v in values.items()}
+            if user is None:
+                user = User(
+                    username=_unique_username(record["email"], taken),
+                    email=record["email"],
+                    password=make_password(None),
+                    **values,
+                )
+                user.save()
+            elif values:
+                for k, v in values.items():
+                    setattr(user, k, v)
+                user.save(update_fields=list(values))
+            saved[record["email"]] = user
+        # Managers last: they may be people created above. A person's manager runs the
+        # person's team when that team has no manager yet.
+        for record in good:
+            manager = record.get("manager")
+            if manager is None:
+                continue
+            if isinstance(manager, FilePerson):
+                manager_id = (saved.get(manager.email) or existing[manager.email]).pk
+            else:
+                manager_id = _ref_id(manager, ids)
+            person = saved.get(record["email"]) or existing.get(record["email"])
+            if person is None or person.team_id is None:
+                continue
+            Team.objects.filter(pk=person.team_id, manager__isnull=True).update(
+                manager_id=manager_id
+            )
+            if isinstance(manager, NewRef):
+                User.objects.filter(pk=manager_id, team__isnull=True).update(team_id=person.team_id)
+
+    plan.write = write
+    return plan
+
+
+# --- opportunities ------------------------------------------------------------------------
+OPP_ATTRS = {
+    "name": "name",
+    "account": "account_id",
+    "owner": "owner_id",
+    "product": "product_id",
+    "amount": "amount",
+    "currency": "currency",
+    "stage": "stage_id",
+    "forecast_category": "forecast_category",
+    "deal_type": "deal_type",
+    "source": "source",
+    "created_date": "created_date",
+    "close_date": "close_date",
+    "lost_reason": "lost_reason",
+}
+OPP_TEXT = ("source", "lost_reason")
+TRACKED_ATTRS = tuple(f"{f}_id" if f in ("stage", "owner") else f for f in TRACKED_FIELDS)
+COPY_COLUMNS = ("external_id", *OPP_ATTRS.values(), "is_new", "changed_fields")
+
+
+def category_for(outcome: str, requested: str | None) -> str:
+    """The same rule as apps.crm.services: won is closed, lost is omitted, and an open deal
+    keeps its category unless none (or 'closed') was given, which means pipeline."""
+    if outcome == Stage.Outcome.WON:
+        return ForecastCategory.CLOSED
+    if outcome == Stage.Outcome.LOST:
+        return ForecastCategory.OMITTED
+    if requested in (ForecastCategory.CLOSED, None):
+        return ForecastCategory.PIPELINE
+    return requested
+
+
+@dataclass(eq=False)
+class OppChange:
+    line: int
+    external_id: str
+    values: dict[str, Any]  # full final state by model attribute
+    existing_id: int | None
+    changed: dict[str, Any]  # attributes that differ (all for a new deal)
+    tracked: list[str]  # tracked fields that changed ("created" for a new deal)
+
+
+def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
+    resolver = Resolver(ctx.mapping)
+    records = _resolve_refs(records, ctx, resolver, ("account", "owner", "product", "stage"))
+    records = _dedupe(records, ctx, lambda r: r["external_id"], "external id")
+    resolver._table("stage")
+    outcome = resolver.stage_outcome
+    present = [f for f in OPP_ATTRS if f in ctx.present]
+    existing: dict[str, dict[str, Any]] = {}
+    columns = ["id", "external_id", *OPP_ATTRS.values()]
+    queryset = Opportunity.objects.all()
+    # No edit may slip between the comparison below and the write: a large Postgres import
+    # blocks other writers of the deal table (readers go on) until it commits, which is far
+    # cheaper than locking a million rows one by one; smaller ones lock their rows.
+    if ctx.dry_run:
+        pass
+    elif connection.vendor == "postgresql" and len(records) > SERVICE_PATH_MAX_ROWS:
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {Opportunity._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
+    elif connection.features.has_select_for_update:
+        queryset = queryset.select_for_update()
+    for chunk in _chunks([r["external_id"] for r in records]):
+        for values in queryset.filter(external_id__in=chunk).values_list(*columns):
+            row = dict(zip(columns, values, strict=True))
+            existing[row["external_id"]] = row
+    plan = Plan()
+    changes: list[OppChange] = []
+    base = settings.BASE_CURRENCY
+    for record in records:
+        line = record["_line"]
+        old = existing.get(record["external_id"])
+        if old is None:
+            values = {
+                "product_id": None,
+                "currency": base,
+                "forecast_category": None,
+                "deal_type": "new",
+                "source": "",
+                "lost_reason": "",
+            }
+        else:
+            values = {a: old[a] for a in OPP_ATTRS.values()}
+        for f in present:
+            value = record.get(f)
+            if value is None:
+                if f in ("forecast_category", "deal_type", "currency", "name"):
+                    continue  # an empty cell keeps the stored value (or the default)
+                value = "" if f in OPP_TEXT else None
+            values[OPP_ATTRS[f]] = value
+        if values["close_date"] < values["created_date"]:
+            ctx.error(
+                line,
+                "close_date",
+                f"close date {values['close_date']} is before the created date "
+                f"{values['created_date']}.",
+            )
+            continue
+        stage_id = values["stage_id"]
+        values["forecast_category"] = category_for(outcome[stage_id], values["forecast_category"])
+        if old is None:
+            plan.created += 1
+            changes.append(
+                OppChange(line, record["external_id"], values, None, dict(values), ["created"])
+            )
+            continue
+        changed = {a: v for a, v in values.items() if old[a] != v}
+        if not changed:
+            plan.unchanged += 1
+            continue
+        plan.updated += 1
+        tracked = [f for f, a in zip(TRACKED_FIELDS, TRACKED_ATTRS, strict=True) if a in changed]
+        changes.append(OppChange(line, record["external_id"], values, old["id"], changed, tracked))
+
+    def write() -> None:
+        ids = create_new_refs(resolver.new_refs.values())
+        for change in changes if ids else ():
+            for attr in ("account_id", "owner_id", "product_id"):
+                change.values[attr] = _ref_id(change.values[attr], ids)
+                if attr in change.changed:
+                    change.changed[attr] = change.values[attr]
+        path = ctx.opportunity_path or (
+            "services"
+            if len(changes) <= SERVICE_PATH_MAX_ROWS
+            else ("copy" if connection.vendor == "postgresql" else "bulk")
+        )
+        # Known before the write, which fills in the ids of new deals.
+        rollup_args = _rollup_args(changes, ctx)
+        if path == "services":
+            _write_opps_services(changes, ctx)
+        elif path == "copy":
+            _write_opps_copy(changes, ctx)
+        else:
+            _write_opps_bulk(changes, ctx)
+        if path != "services" and changes:
+            transaction.on_commit(lambda: _rollup_deals(**rollup_args))
+
+    plan.write = write
+    return plan
+
+
+def _write_opps_services(changes: list[OppChange], ctx: Context) -> None:
+    accounts = Account.objects.in_bulk({c.values["account_id"] for c in changes})
+    users = User.objects.in_bulk({c.values["owner_id"] for c in changes})
+    products = Product.objects.in_bulk(
+        {c.values["product_id"] for c in changes if c.values["product_id"]}
+    )
+    stages = Stage.objects.in_bulk({c.values["stage_id"] for c in changes})
+    instances = {
+        "account_id": accounts,
+        "owner_id": users,
+        "product_id": products,
+        "stage_id": stages,
+    }
+
+    def as_kwargs(values: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for attr, value in values.items():
+            if attr in instances:
+                out[attr.removesuffix("_id")] = instances[attr].get(value) if value else None
+            else:
+                out[attr] = value
+        return out
+
+    existing = Opportunity.objects.in_bulk([c.existing_id for c in changes if c.existing_id])
+    for change in changes:
+        try:
+            with transaction.atomic():
+                if change.existing_id is None:
+                    opportunity_create(
+                        external_id=change.external_id,
+                        changed_by=ctx.user,
+                        changed_at=ctx.now,
+                        history_source=ctx.source,
+                        **as_kwargs(change.values),
+                    )
+                else:
+                    opportunity_update(
+                        opportunity=existing[change.existing_id],
+                        changed_by=ctx.user,
+                        changed_at=ctx.now,
+                        history_source=ctx.source,
+                        **as_kwargs(change.changed),
+                    )
+        except ApplicationError as exc:
+            ctx.error(change.line, exc.extra.get("field"), exc.message)
+
+
+def _history(
+    opp_id: int, values: dict[str, Any], tracked: list[str], ctx: Context
+) -> OpportunityHistory:
+    return OpportunityHistory(
+        opportunity_id=opp_id,
+        changed_at=ctx.now,
+        changed_by=ctx.user,
+        source=ctx.source,
+        changed_fields=",".join(tracked),
+        stage_id=values["stage_id"],
+        amount=values["amount"],
+        currency=values["currency"],
+        close_date=values["close_date"],
+        owner_id=values["owner_id"],
+        forecast_category=values["forecast_category"],
+    )
+
+
+def _write_opps_bulk(changes: list[OppChange], ctx: Context) -> None:
+    """Portable bulk path (SQLite): bulk_create new deals, bulk_update changed ones, then
+    one history row per created deal and per deal whose tracked fields changed."""
+    new = [c for c in changes if c.existing_id is None]
+    updated = [c for c in changes if c.existing_id is not None]
+    for chunk in _chunks(new, 500):
+        objects = [
+            Opportunity(external_id=c.external_id, updated_at=ctx.now, **c.values) for c in chunk
+        ]
+        Opportunity.objects.bulk_create(objects)
+        for change, obj in zip(chunk, objects, strict=True):
+            change.existing_id = obj.pk
+    by_fields: dict[tuple[str, ...], list[OppChange]] = defaultdict(list)
+    for change in updated:
+        by_fields[tuple(sorted(change.changed))].append(change)
+    for attrs, group in by_fields.items():
+        for chunk in _chunks(group, 500):
+            objects = []
+            for change in chunk:
+                obj = Opportunity(pk=change.existing_id, updated_at=ctx.now, **change.values)
+                objects.append(obj)
+            Opportunity.objects.bulk_update(objects, [*attrs, "updated_at"])
+    history = [_history(c.existing_id, c.values, c.tracked, ctx) for c in changes if c.tracked]
+    OpportunityHistory.objects.bulk_create(history, batch_size=1000)
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _write_opps_copy(changes: list[OppChange], ctx: Context) -> None:
+    """Postgres: COPY the planned rows into a temporary table, then one INSERT ... ON
+    CONFLICT (external_id) DO UPDATE for the deals and one INSERT ... SELECT for their
+    history rows, so a million deals are a few statements, not a million."""
+    attrs = list(OPP_ATTRS.values())
+    buffer = io.StringIO()
+    write = buffer.write
+    text_attrs = {"name", "currency", "forecast_category", "deal_type", "source", "lost_reason"}
+    for change in changes:
+        values = change.values
+        cells = [change.external_id.translate(_COPY_ESCAPES)]
+        for attr in attrs:
+            value = values[attr]
+            if value is None:
+                cells.append("\\N")
+            elif attr in text_attrs:
+                cells.append(value.translate(_COPY_ESCAPES))
+            else:
+                cells.append(str(value))
+        cells.append("t" if change.existing_id is None else "f")
+        cells.append(",".join(change.tracked))
+        write("\t".join(cells))
+        write("\n")
+    buffer.seek(0)
+    opp = Opportunity._meta.db_table
+    hist = OpportunityHistory._meta.db_table
+    column_types = {
+        "external_id": "varchar(64)",
+        "name": "varchar(200)",
+        "account_id": "bigint",
+        "owner_id": "bigint",
+        "product_id": "bigint",
+        "amount": "numeric(18,2)",
+        "currency": "varchar(3)",
+        "stage_id": "bigint",
+        "forecast_category": "varchar(16)",
+        "deal_type": "varchar(16)",
+        "source": "varchar(40)",
+        "created_date": "date",
+        "close_date": "date",
+        "lost_reason": "varchar(120)",
+        "is_new": "boolean",
+        "changed_fields": "varchar(120)",
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS import_opportunity_stage")
+        cursor.execute(
+            "CREATE TEMPORARY TABLE import_opportunity_stage ("
+            + ", ".join(f"{c} {column_types[c]}" for c in COPY_COLUMNS)
+            + ") ON COMMIT DROP"
+        )
+        cursor.cursor.copy_expert(
+            f"COPY import_opportunity_stage ({', '.join(COPY_COLUMNS)}) FROM STDIN", buffer
+        )
+        cursor.execute("ANALYZE import_opportunity_stage")
+        cols = ", ".join(["external_id", *attrs, "updated_at"])
+        updates = ", ".join(f"{a} = EXCLUDED.{a}" for a in [*attrs, "updated_at"])
+        # New deals are a plain INSERT; changed ones an upsert (the external id is unique,
+        # and the rows were locked when they were compared).
+        cursor.execute(
+            f"INSERT INTO {opp} ({cols}) "
+            f"SELECT {', '.join(['external_id', *attrs])}, %s FROM import_opportunity_stage "
+            "WHERE is_new",
+            [ctx.now],
+        )
+        cursor.execute(
+            f"INSERT INTO {opp} ({cols}) "
+            f"SELECT {', '.join(['external_id', *attrs])}, %s FROM import_opportunity_stage "
+            f"WHERE NOT is_new ON CONFLICT (external_id) DO UPDATE SET {updates}",
+            [ctx.now],
+        )
+        cursor.execute(
+            f"INSERT INTO {hist} (opportunity_id, changed_at, changed_by_id, source, "
+            "changed_fields, stage_id, amount, currency, close_date, owner_id, forecast_category) "
+            "SELECT o.id, %s, %s, %s, s.changed_fields, s.stage_id, s.amount, s.currency, "
+            "s.close_date, s.owner_id, s.forecast_category "
+            f"FROM import_opportunity_stage s JOIN {opp} o ON o.external_id = s.external_id "
+            "WHERE s.changed_fields <> ''",
+            [ctx.now, getattr(ctx.user, "pk", None), ctx.source],
+        )
+        cursor.execute("DROP TABLE import_opportunity_stage")
+
+
+def _rollup_args(changes: list[OppChange], ctx: Context) -> dict[str, Any]:
+    """What :func:`_rollup_deals` needs, taken before the write (which fills in the ids
+    of new deals)."""
+    from apps.kpis.services import STAGE_FIELDS
+
+    # The fields that move stage-history rollups, named as apps.crm.services names them.
+    stage_fields = set(STAGE_FIELDS) | {"close_date"}
+    updated, stage_updated = [], []
+    for change in changes:
+        if change.existing_id is None:
+            continue
+        updated.append(change.existing_id)
+        if {attr.removesuffix("_id") for attr in change.changed} & stage_fields:
+            stage_updated.append(change.existing_id)
+    return {
+        "close_months": {c.values["close_date"] for c in changes},
+        "stage_now": len(updated) < len(changes) or bool(stage_updated),
+        "now": timezone.localdate(ctx.now),
+        "updated_ids": updated,
+        "stage_updated_ids": stage_updated,
+        "account_ids": {c.values["account_id"] for c in changes},
+    }
+
+
+def _rollup_deals(
+    *,
+    close_months: set[dt.date],
+    stage_now: bool,
+    now: dt.date,
+    updated_ids: list[int],
+    stage_updated_ids: list[int],
+    account_ids: set[int],
+) -> None:
+    """Queue the KPI months a bulk import of deals can change, as
+    apps.kpis.services.rollups_deal_changed does deal by deal: by close month, every close
+    month the deals ever had and the close months of won deals of their accounts (one of
+    them may now be, or no longer be, an account's first win); by month of change, every
+    history month of new deals and of deals whose stage, dimensions or close date
+    changed. Months come from the database as distinct values: a few queries in all."""
+    from apps.kpis.models import DirtyMonth
+    from apps.kpis.services import month_start, rollups_mark_dirty
+
+    deals = {month_start(m) for m in close_months}
+    for chunk in _chunks(updated_ids, 5000):
+        deals.update(
+            OpportunityHistory.objects.filter(opportunity_id__in=chunk).dates("close_date", "month")
+        )
+    for chunk in _chunks(sorted(account_ids), 5000):
+        won = Opportunity.objects.filter(account_id__in=chunk, stage__outcome=Stage.Outcome.WON)
+        deals.update(won.dates("close_date", "month"))
+    stages = {month_start(now)} if stage_now else set()
+    for chunk in _chunks(stage_updated_ids, 5000):
+        history = OpportunityHistory.objects.filter(opportunity_id__in=chunk)
+        stages.update(d.date() for d in history.datetimes("changed_at", "month"))
+    rollups_mark_dirty(area=DirtyMonth.Area.DEALS, months=deals)
+    if stages:
+        rollups_mark_dirty(area=DirtyMonth.Area.STAGES, months=stages)
+
+
+PLANNERS: dict[str, Callable[[list[dict[str, Any]], Context], Plan]] = {
+    "people": plan_people,
+    "stages": plan_stages,
+    "accounts": plan_accounts,
+    "products": plan_products,
+    "opportunities": plan_opportunities,
+    "quotas": plan_quotas,
+    "subscriptions": plan_subscriptions,
+    "nps": plan_nps,
+    "exchange_rates": plan_exchange_rates,
+}
+
+__all__ = ["PLANNERS", "SERVICE_PATH_MAX_ROWS", "Context", "Plan"]

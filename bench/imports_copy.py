@@ -1,0 +1,250 @@
+"""Import loading-speed benchmark (not a test): our opportunity import of a generated CSV
+against ``psql \\copy`` of the same file into a plain table. Writes
+bench/results/imports_copy.json.
+
+Run on Postgres against a database of your own (its deals are truncated first):
+
+    DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/cso_imports \\
+    .venv/bin/python bench/imports_copy.py --rows 1000000
+
+Target (from the import issue): our rows/s >= one third of ``psql \\copy``'s. Our import
+does more than a copy: it decodes and validates every cell, resolves owner, account,
+product and stage references, checks duplicates and cross-field rules, compares with the
+stored deals, and writes the deals plus one history row each (COPY into a temporary
+table, then INSERT ... ON CONFLICT and INSERT ... SELECT). The KPI rollup update that an
+import queues is a separate background job and is not part of the timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cso_dashboard.settings")
+os.environ.setdefault("DEBUG", "1")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from apps.crm.models import Account, Opportunity, Product, Stage  # noqa: E402
+from apps.imports.services import file_import  # noqa: E402
+from apps.org.models import Role, User  # noqa: E402
+
+HEADER = (
+    "external_id,name,account,owner,product,amount,currency,stage,forecast_category,"
+    "deal_type,source,created_date,close_date,lost_reason"
+)
+PLAIN_TABLE = """
+    CREATE TABLE IF NOT EXISTS bench_import_plain (
+        external_id text, name text, account text, owner text, product text,
+        amount numeric(18, 2), currency text, stage text, forecast_category text,
+        deal_type text, source text, created_date date, close_date date, lost_reason text
+    )
+"""
+STAGES = [
+    ("Prospecting", 1, "open", 10),
+    ("Proposal", 2, "open", 40),
+    ("Negotiation", 3, "open", 70),
+    ("Won", 4, "won", 100),
+    ("Lost", 5, "lost", 0),
+]
+ACCOUNTS, REPS, PRODUCTS = 2000, 200, 20
+
+
+def seed() -> User:
+    """Reference data the file refers to (idempotent)."""
+    for name, order, outcome, probability in STAGES:
+        if not Stage.objects.filter(name=name).exists():
+            Stage.objects.filter(order=order).update(order=order + 1000)
+            Stage.objects.create(
+                name=name, order=order, outcome=outcome, probability=Decimal(probability)
+            )
+    Account.objects.bulk_create(
+        [Account(external_id=f"BA-{n:05d}", name=f"Bench account {n}") for n in range(ACCOUNTS)],
+        ignore_conflicts=True,
+    )
+    Product.objects.bulk_create(
+        [Product(external_id=f"BP-{n:03d}", name=f"Bench product {n}") for n in range(PRODUCTS)],
+        ignore_conflicts=True,
+    )
+    existing = set(User.objects.values_list("username", flat=True))
+    User.objects.bulk_create(
+        [
+            User(
+                username=f"bench-rep-{n}",
+                email=f"bench-rep-{n}@example.com",
+                first_name="Bench",
+                last_name=f"Rep {n}",
+                role=Role.REP,
+            )
+            for n in range(REPS)
+            if f"bench-rep-{n}" not in existing
+        ]
+    )
+    admin, _ = User.objects.get_or_create(
+        username="bench-admin",
+        defaults={"role": Role.REVOPS_ADMIN, "email": "bench-admin@example.com"},
+    )
+    return admin
+
+
+def generate(path: Path, rows: int) -> None:
+    rng = random.Random(42)
+    start = date(2024, 1, 1)
+    stages = [s[0] for s in STAGES]
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(HEADER + "\n")
+        for n in range(rows):
+            created = start + timedelta(days=rng.randrange(700))
+            close = created + timedelta(days=rng.randrange(1, 200))
+            stage = stages[rng.randrange(len(stages))]
+            out.write(
+                f"BENCH-{n:08d},Deal {n},BA-{rng.randrange(ACCOUNTS):05d},"
+                f"bench-rep-{rng.randrange(REPS)}@example.com,"
+                f"Bench product {rng.randrange(PRODUCTS)},"
+                f"{rng.randrange(1000, 500000)}.{rng.randrange(100):02d},"
+                f"{'EUR' if n % 7 == 0 else 'USD'},{stage},,"
+                f"{('new', 'expansion', 'renewal')[n % 3]},Inbound,"
+                f"{created.isoformat()},{close.isoformat()},"
+                f"{'No budget' if stage == 'Lost' else ''}\n"
+            )
+
+
+def psql_copy(path: Path) -> float:
+    db = settings.DATABASES["default"]
+    with connection.cursor() as cursor:
+        cursor.execute(PLAIN_TABLE)
+        cursor.execute("TRUNCATE bench_import_plain")
+    env = {**os.environ, "PGPASSWORD": str(db.get("PASSWORD") or "")}
+    command = [
+        "psql",
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        str(db.get("HOST") or "127.0.0.1"),
+        "-p",
+        str(db.get("PORT") or 5432),
+        "-U",
+        str(db.get("USER") or "postgres"),
+        "-d",
+        str(db["NAME"]),
+        "-c",
+        f"\\copy bench_import_plain FROM '{path}' WITH (FORMAT csv, HEADER true)",
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=env)
+    return time.perf_counter() - started
+
+
+def timed_import(path: Path, admin: User) -> tuple[float, dict[str, float], object]:
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def progress(phase: str, done: int, total: int) -> None:
+        phases.setdefault(phase, time.perf_counter() - started)
+
+    report = file_import(
+        kind="opportunities",
+        data=path.read_bytes(),
+        filename=path.name,
+        user=admin,
+        progress=progress,
+    )
+    elapsed = time.perf_counter() - started
+    marks = [*sorted(phases.items(), key=lambda kv: kv[1]), ("end", elapsed)]
+    split = {name: round(marks[i + 1][1] - at, 2) for i, (name, at) in enumerate(marks[:-1])}
+    return elapsed, split, report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--no-reimport", action="store_true", help="skip the second import")
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("Run on PostgreSQL: set DATABASE_URL=postgres://... (a database of your own).")
+    call_command("migrate", verbosity=0)
+    load_start = os.getloadavg()
+    # The rollup update an import queues is the KPI app's background job, not import work.
+    from apps.kpis import services as kpi_services
+
+    kpi_services.rollups_update_enqueue = lambda: False
+    admin = seed()
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE crm_opportunityhistory, crm_opportunity")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "opportunities.csv"
+        print(f"generating {args.rows:,} rows ...", flush=True)
+        generate(path, args.rows)
+        size = path.stat().st_size
+        print(f"psql \\copy of {size / 1e6:.0f} MB ...", flush=True)
+        copy_s = psql_copy(path)
+        print(f"  {copy_s:.2f} s", flush=True)
+        print("our import ...", flush=True)
+        import_s, phases, report = timed_import(path, admin)
+        assert report.ok, report.errors[:5]
+        assert report.created == args.rows
+        print(f"  {import_s:.2f} s {phases}", flush=True)
+        reimport = None
+        if not args.no_reimport:
+            print("importing the same file again (every row unchanged) ...", flush=True)
+            again_s, again_phases, again = timed_import(path, admin)
+            assert again.ok and again.unchanged == args.rows and again.created == 0
+            reimport = {
+                "seconds": round(again_s, 2),
+                "rows_per_s": round(args.rows / again_s),
+                "phases_s": again_phases,
+            }
+            print(f"  {again_s:.2f} s", flush=True)
+    history = Opportunity.history.rel.related_model.objects.count()
+    copy_rate, import_rate = args.rows / copy_s, args.rows / import_s
+    result = {
+        "rows": args.rows,
+        "file_mb": round(size / 1e6, 1),
+        "psql_copy": {"seconds": round(copy_s, 2), "rows_per_s": round(copy_rate)},
+        "import": {
+            "seconds": round(import_s, 2),
+            "rows_per_s": round(import_rate),
+            "phases_s": phases,
+            "deals_written": Opportunity.objects.count(),
+            "history_rows_written": history,
+        },
+        "reimport_unchanged": reimport,
+        "ratio_import_to_copy": round(import_rate / copy_rate, 3),
+        "target_ratio": round(1 / 3, 3),
+        "target_met": import_rate >= copy_rate / 3,
+        "database": connection.vendor,
+        "server_version": connection.cursor().connection.server_version,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        # The machine may be shared: the load average says how much else was running.
+        "load_average_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    out = REPO / "bench" / "results" / "imports_copy.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
