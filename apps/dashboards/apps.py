@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class DashboardsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "apps.dashboards"
+    label = "dashboards"
+    verbose_name = "Dashboards"

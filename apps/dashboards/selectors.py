@@ -1,0 +1,868 @@
+"""Dashboard reads that the KPI engine does not offer (yet), and the drill-down lists.
+
+Aggregates here read only the rollup tables of :mod:`apps.kpis.models`, with the same
+scope and filter rules as :mod:`apps.kpis.selectors`; ratios come from
+:mod:`apps.kpis.calc`. Drill-down lists read detail rows (deals), restricted by the
+visibility policy of :mod:`apps.org.policy` and then by the requested scope, and convert
+each amount exactly as the rollups do (base currency at the close date's rate, rounded to
+the cent per deal), so a list always adds up to the figure that was clicked.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    Exists,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Round
+from django.utils import timezone
+
+from apps.core.errors import ApplicationError
+from apps.crm.models import (
+    Account,
+    ForecastCategory,
+    Opportunity,
+    OpportunityHistory,
+    Segment,
+    Stage,
+)
+from apps.customers.models import NpsResponse
+from apps.kpis import calc
+from apps.kpis.models import (
+    AccountMrrRollup,
+    CloseDateMove,
+    ClosedDealRollup,
+    DailyRate,
+    NpsRollup,
+    PipelineRollup,
+    QuotaRollup,
+)
+from apps.kpis.selectors import KpiFilters, KpiPeriod, KpiScope
+from apps.kpis.services import add_months
+from apps.org.models import User
+from apps.org.policy import filter_by_owner, scope_for
+
+CENT = Decimal("0.01")
+MONEY = DecimalField(max_digits=18, decimal_places=2)
+
+
+@dataclass(frozen=True)
+class DrillMetric:
+    """A figure that can be drilled into: which deals make it up and what it adds."""
+
+    key: str
+    label: str
+    adds: str  # "amount" (sum of base amounts) or "count" (number of rows)
+
+
+DRILL_METRICS: dict[str, DrillMetric] = {
+    m.key: m
+    for m in (
+        DrillMetric("bookings", "Bookings (won deals)", "amount"),
+        DrillMetric("won_deals", "Won deals", "count"),
+        DrillMetric("lost_deals", "Lost deals", "count"),
+        DrillMetric("closed_deals", "Closed deals (won and lost)", "count"),
+        DrillMetric("new_logos", "New logos (first won deal of an account)", "count"),
+        DrillMetric("open_pipeline", "Open pipeline", "amount"),
+    )
+}
+
+SORTS: dict[str, str] = {
+    "close": "close_date",
+    "amount": "base_amount",
+    "name": "name",
+    "account": "account__name",
+    "owner": "owner__username",
+    "stage": "stage__order",
+    "created": "created_date",
+}
+
+
+def drill_metric(key: str) -> DrillMetric:
+    try:
+        return DRILL_METRICS[key]
+    except KeyError:
+        known = ", ".join(sorted(DRILL_METRICS))
+        raise ApplicationError(f"Unknown figure {key!r}; choose one of {known}.") from None
+
+
+def _base_amount():
+    """The deal amount in the base currency at its close date's rate, rounded to cents."""
+    rate = DailyRate.objects.filter(currency=OuterRef("currency"), day=OuterRef("close_date"))
+    return Case(
+        When(currency=settings.BASE_CURRENCY, then=F("amount")),
+        default=Round(F("amount") * Subquery(rate.values("rate")[:1]), 2),
+        output_field=MONEY,
+    )
+
+
+def _deal_filter_q(scope: KpiScope, filters: KpiFilters) -> Q:
+    q = Q()
+    if scope.owner_ids is not None:
+        q &= Q(owner_id__in=scope.owner_ids)
+    if filters.region is not None:
+        q &= Q(account__region_id=filters.region)
+    if filters.segment is not None:
+        q &= Q(account__segment=filters.segment)
+    if filters.product is not None:
+        q &= Q(product_id=filters.product)
+    if filters.deal_type is not None:
+        q &= Q(deal_type=filters.deal_type)
+    return q
+
+
+def drilldown_deals(
+    *,
+    user: User,
+    metric: str,
+    period: KpiPeriod,
+    scope: KpiScope,
+    filters: KpiFilters,
+    stage_id: int | None = None,
+    forecast_category: str | None = None,
+) -> QuerySet[Opportunity]:
+    """The deals behind ``metric`` for ``period`` (close dates within its bounds,
+    inclusive), the scope and the filters, each annotated with ``base_amount``.
+
+    ``stage_id`` and ``forecast_category`` narrow open pipeline (a funnel bar or a stacked
+    bar segment). The visibility policy applies first, whatever the scope asked for."""
+    spec = drill_metric(metric)
+    if forecast_category is not None and forecast_category not in ForecastCategory.values:
+        raise ApplicationError(f"Unknown forecast category {forecast_category!r}.")
+    if (stage_id is not None or forecast_category is not None) and spec.key != "open_pipeline":
+        raise ApplicationError("A stage or forecast category narrows open pipeline only.")
+    deals = filter_by_owner(Opportunity.objects.all(), scope_for(user)).filter(
+        _deal_filter_q(scope, filters),
+        close_date__gte=period.start,
+        close_date__lte=period.end,
+    )
+    outcome = {
+        "bookings": [Stage.Outcome.WON],
+        "won_deals": [Stage.Outcome.WON],
+        "new_logos": [Stage.Outcome.WON],
+        "lost_deals": [Stage.Outcome.LOST],
+        "closed_deals": [Stage.Outcome.WON, Stage.Outcome.LOST],
+        "open_pipeline": [Stage.Outcome.OPEN],
+    }[spec.key]
+    deals = deals.filter(stage__outcome__in=outcome)
+    if spec.key == "new_logos":
+        # The account's first won deal: earliest close date, then lowest id (as the rollup).
+        earlier = Opportunity.objects.filter(
+            account_id=OuterRef("account_id"), stage__outcome=Stage.Outcome.WON
+        ).filter(
+            Q(close_date__lt=OuterRef("close_date"))
+            | Q(close_date=OuterRef("close_date"), id__lt=OuterRef("id"))
+        )
+        deals = deals.filter(~Exists(earlier))
+    if stage_id is not None:
+        deals = deals.filter(stage_id=stage_id)
+    if forecast_category is not None:
+        deals = deals.filter(forecast_category=forecast_category)
+    return deals.select_related("account", "owner", "stage", "product").annotate(
+        base_amount=_base_amount()
+    )
+
+
+@dataclass(frozen=True)
+class DrillTotals:
+    deals: int
+    amount: Decimal
+
+
+def drilldown_totals(deals: QuerySet[Opportunity]) -> DrillTotals:
+    """Count and base-currency sum of a drill-down list (one query)."""
+    found = deals.order_by().aggregate(n=Count("id"), total=Sum("base_amount"))
+    total = found["total"]
+    if total is None:
+        total = Decimal("0.00")
+    elif not isinstance(total, Decimal):
+        total = Decimal(str(total))
+    return DrillTotals(deals=found["n"], amount=total.quantize(CENT))
+
+
+# --- Pipeline aggregates (rollups) -----------------------------------------------------
+
+
+def _rollup_q(scope: KpiScope, filters: KpiFilters) -> Q:
+    q = Q()
+    if scope.owner_ids is not None:
+        q &= Q(owner_id__in=scope.owner_ids)
+    for name, value in filters.as_dict().items():
+        if value is not None:
+            q &= Q(**{f"{name}_id" if name in ("region", "product") else name: value})
+    return q
+
+
+def _money(value: object) -> Decimal:
+    if value is None:
+        return Decimal("0.00")
+    return (value if isinstance(value, Decimal) else Decimal(str(value))).quantize(CENT)
+
+
+@dataclass(frozen=True)
+class StageBar:
+    stage_id: int
+    name: str
+    probability: Decimal
+    deals: int
+    amount: Decimal
+
+
+def pipeline_by_stage(*, period: KpiPeriod, scope: KpiScope, filters: KpiFilters) -> list[StageBar]:
+    """Open deals closing in ``period`` by stage, in stage order (count and base amount);
+    every active open stage is listed, with zeros where it holds no deal (two queries)."""
+    rows = (
+        PipelineRollup.objects.filter(
+            _rollup_q(scope, filters), month__gte=period.start, month__lte=period.end
+        )
+        .values("stage_id")
+        .annotate(n=Sum("deals"), amount=Sum("amount"))
+    )
+    found = {r["stage_id"]: (r["n"], _money(r["amount"])) for r in rows}
+    stages = Stage.objects.filter(outcome=Stage.Outcome.OPEN).order_by("order")
+    return [
+        StageBar(s.pk, s.name, s.probability, *found.get(s.pk, (0, Decimal("0.00"))))
+        for s in stages
+        if s.is_active or s.pk in found
+    ]
+
+
+@dataclass(frozen=True)
+class CategoryMonth:
+    month: date
+    category: str
+    deals: int
+    amount: Decimal
+
+
+def pipeline_by_month_and_category(
+    *, period: KpiPeriod, scope: KpiScope, filters: KpiFilters
+) -> dict[str, dict[date, CategoryMonth]]:
+    """Open pipeline by expected close month and forecast category (one query):
+    ``{category: {month: CategoryMonth}}`` over the months of ``period``."""
+    rows = (
+        PipelineRollup.objects.filter(
+            _rollup_q(scope, filters), month__gte=period.start, month__lte=period.end
+        )
+        .values("month", "forecast_category")
+        .annotate(n=Sum("deals"), amount=Sum("amount"))
+        .order_by("month")
+    )
+    result: dict[str, dict[date, CategoryMonth]] = defaultdict(dict)
+    for r in rows:
+        cat = r["forecast_category"]
+        result[cat][r["month"]] = CategoryMonth(r["month"], cat, r["n"], _money(r["amount"]))
+    return dict(result)
+
+
+# --- Pipeline changes since a date (from history) ---------------------------------------
+
+WATERFALL_STEPS = (
+    ("new", "New"),
+    ("pulled_in", "Pulled in"),
+    ("amount_up", "Amount up"),
+    ("amount_down", "Amount down"),
+    ("won", "Won"),
+    ("lost", "Lost"),
+    ("slipped_out", "Slipped out"),
+)
+
+
+@dataclass(frozen=True)
+class PipelineChanges:
+    """Open pipeline closing in a period, then (at ``since``) and now, and what moved it;
+    ``start + sum(steps) == end`` (base currency, each deal converted at the rate of its
+    close date in that state, as the rollups do)."""
+
+    since: datetime
+    start: Decimal
+    end: Decimal
+    steps: dict[str, Decimal]
+    deals: dict[str, int]
+
+
+def _rates(pairs: set[tuple[str, date]]) -> dict[tuple[str, date], Decimal]:
+    base = settings.BASE_CURRENCY
+    wanted = {(c, d) for c, d in pairs if c != base}
+    if not wanted:
+        return {}
+    rows = DailyRate.objects.filter(
+        currency__in={c for c, _ in wanted}, day__in={d for _, d in wanted}
+    ).values_list("currency", "day", "rate")
+    return {(c, d): r for c, d, r in rows if (c, d) in wanted}
+
+
+def _convert(amount: Decimal, currency: str, day: date, rates) -> Decimal:
+    if currency == settings.BASE_CURRENCY:
+        return amount
+    rate = rates.get((currency, day))
+    if rate is None:
+        raise ApplicationError(
+            f"No {currency} exchange rate for {day.isoformat()}; the KPI rollups need a "
+            "rebuild after rates are added."
+        )
+    return (amount * Decimal(str(rate))).quantize(CENT)
+
+
+def pipeline_changes(
+    *, user: User, period: KpiPeriod, scope: KpiScope, filters: KpiFilters, since: datetime
+) -> PipelineChanges:
+    """Rebuild the open pipeline closing in ``period`` as it stood at ``since`` from the
+    deal history, and classify every difference to today's (three queries).
+
+    A deal counts "then" when its last history row at ``since`` was open and closed in the
+    period, "now" when it is open and closes in the period. Then only: won, lost, or
+    slipped out (still open, moved out of the period). Now only: new (created after
+    ``since``) or pulled in. Both: the amount change, up or down."""
+    history = OpportunityHistory.objects.filter(
+        opportunity_id=OuterRef("pk"), changed_at__lte=since
+    )
+    latest = history.order_by("-changed_at", "-id")
+    candidates = (
+        filter_by_owner(Opportunity.objects.all(), scope_for(user))
+        .filter(_deal_filter_q(scope, filters))
+        .filter(
+            Q(close_date__gte=period.start, close_date__lte=period.end)
+            | Q(
+                pk__in=OpportunityHistory.objects.filter(
+                    close_date__gte=period.start, close_date__lte=period.end
+                ).values("opportunity_id")
+            )
+        )
+        .annotate(
+            then_outcome=Subquery(latest.values("stage__outcome")[:1]),
+            then_amount=Subquery(latest.values("amount")[:1]),
+            then_currency=Subquery(latest.values("currency")[:1]),
+            then_close=Subquery(latest.values("close_date")[:1]),
+        )
+        .values_list(
+            "stage__outcome",
+            "amount",
+            "currency",
+            "close_date",
+            "then_outcome",
+            "then_amount",
+            "then_currency",
+            "then_close",
+        )
+    )
+    rows = list(candidates)
+    pairs: set[tuple[str, date]] = set()
+    for _, _, cur, close, _, _, then_cur, then_close in rows:
+        pairs.add((cur, close))
+        if then_cur is not None:
+            pairs.add((then_cur, then_close))
+    rates = _rates(pairs)
+    steps = {key: Decimal("0.00") for key, _ in WATERFALL_STEPS}
+    deals = {key: 0 for key, _ in WATERFALL_STEPS}
+    start = end = Decimal("0.00")
+
+    def inside(day: date | None) -> bool:
+        return day is not None and period.start <= day <= period.end
+
+    for outcome, amount, cur, close, then_outcome, then_amount, then_cur, then_close in rows:
+        was = then_outcome == Stage.Outcome.OPEN and inside(then_close)
+        now = outcome == Stage.Outcome.OPEN and inside(close)
+        before = _convert(_money(then_amount), then_cur, then_close, rates) if was else None
+        after = _convert(_money(amount), cur, close, rates) if now else None
+        if before is not None:
+            start += before
+        if after is not None:
+            end += after
+        if before is not None and after is None:
+            key = {Stage.Outcome.WON: "won", Stage.Outcome.LOST: "lost"}.get(outcome, "slipped_out")
+            steps[key] -= before
+            deals[key] += 1
+        elif after is not None and before is None:
+            key = "new" if then_outcome is None else "pulled_in"
+            steps[key] += after
+            deals[key] += 1
+        elif before is not None and after is not None and after != before:
+            key = "amount_up" if after > before else "amount_down"
+            steps[key] += after - before
+            deals[key] += 1
+    return PipelineChanges(since=since, start=start, end=end, steps=steps, deals=deals)
+
+
+# --- Aging and slipped deals (detail tables) --------------------------------------------
+
+
+def aging_deals(
+    *, user: User, period: KpiPeriod, scope: KpiScope, filters: KpiFilters, limit: int = 15
+) -> QuerySet[Opportunity]:
+    """The oldest open deals closing in ``period`` (by created date), each with the time
+    of its last stage change (``stage_since``) and its base amount."""
+    stage_change = (
+        OpportunityHistory.objects.filter(opportunity_id=OuterRef("pk"))
+        .filter(Q(changed_fields__contains="stage") | Q(changed_fields__contains="created"))
+        .order_by("-changed_at", "-id")
+        .values("changed_at")[:1]
+    )
+    return (
+        drilldown_deals(
+            user=user, metric="open_pipeline", period=period, scope=scope, filters=filters
+        )
+        .annotate(stage_since=Subquery(stage_change))
+        .order_by("created_date", "id")[:limit]
+    )
+
+
+def slipped_moves(
+    *, user: User, period: KpiPeriod, scope: KpiScope, filters: KpiFilters, limit: int = 15
+) -> QuerySet[CloseDateMove]:
+    """Close-date moves made during ``period`` out of it (old close in the period, new
+    close after it) on deals still open, latest first, with the deal."""
+    start = datetime.combine(period.start, time.min, tzinfo=timezone.get_current_timezone())
+    end = datetime.combine(period.next_start, time.min, tzinfo=timezone.get_current_timezone())
+    visible = filter_by_owner(Opportunity.objects.all(), scope_for(user)).filter(
+        _deal_filter_q(scope, filters), stage__outcome=Stage.Outcome.OPEN
+    )
+    moves = CloseDateMove.objects.filter(
+        changed_at__gte=start,
+        changed_at__lt=end,
+        old_close__gte=period.start,
+        old_close__lte=period.end,
+        new_close__gt=period.end,
+        deal_id__in=visible.values("pk"),
+    )
+    return moves.order_by("-changed_at", "-id")[:limit]
+
+
+# --- Attainment per rep (rollups) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepAttainment:
+    rep_id: int
+    name: str
+    team: str
+    bookings: Decimal
+    won_deals: int
+    quota: Decimal | None
+    attainment: Decimal | None
+
+
+def rep_attainment(*, user: User, period: KpiPeriod, scope: KpiScope) -> list[RepAttainment]:
+    """Bookings, quota and attainment of every active rep in the scope that the user may
+    see, for ``period`` (three queries). A rep's quota is the sum of their monthly quota
+    rows (None without any), as the KPI engine's rep scope; attainment is
+    :func:`apps.kpis.calc.attainment`. Sorted best first, reps without quota last."""
+    visible = scope_for(user)
+    reps = User.objects.filter(role="rep", is_active=True).select_related("team")
+    if scope.owner_ids is not None:
+        reps = reps.filter(pk__in=scope.owner_ids)
+    reps = [r for r in reps if visible.sees_user(r.pk)]
+    ids = [r.pk for r in reps]
+    won = (
+        ClosedDealRollup.objects.filter(
+            owner_id__in=ids,
+            outcome=Stage.Outcome.WON,
+            month__gte=period.start,
+            month__lte=period.end,
+        )
+        .values("owner_id")
+        .annotate(amount=Sum("amount"), n=Sum("deals"))
+    )
+    booked = {r["owner_id"]: (_money(r["amount"]), r["n"]) for r in won}
+    quotas = (
+        QuotaRollup.objects.filter(rep_id__in=ids, month__gte=period.start, month__lte=period.end)
+        .values("rep_id")
+        .annotate(amount=Sum("amount"))
+    )
+    quota_by_rep = {r["rep_id"]: _money(r["amount"]) for r in quotas}
+    rows = []
+    for rep in reps:
+        amount, n = booked.get(rep.pk, (Decimal("0.00"), 0))
+        quota = quota_by_rep.get(rep.pk)
+        rows.append(
+            RepAttainment(
+                rep_id=rep.pk,
+                name=rep.get_full_name() or rep.username,
+                team=rep.team.name if rep.team else "",
+                bookings=amount,
+                won_deals=n,
+                quota=quota,
+                attainment=calc.attainment(amount, quota),
+            )
+        )
+    rows.sort(key=lambda r: (r.attainment is None, -(r.attainment or 0), r.name))
+    return rows
+
+
+NO_QUOTA = "No quota"
+ATTAINMENT_BANDS = (
+    ("< 50%", Decimal("0"), Decimal("0.5")),
+    ("50-75%", Decimal("0.5"), Decimal("0.75")),
+    ("75-100%", Decimal("0.75"), Decimal("1")),
+    ("100-125%", Decimal("1"), Decimal("1.25")),
+    ("≥ 125%", Decimal("1.25"), None),
+)
+
+
+def attainment_band(row: RepAttainment) -> str:
+    """The band label of a rep's attainment (lower bound inclusive), or 'No quota'."""
+    if row.attainment is None:
+        return NO_QUOTA
+    for label, low, high in ATTAINMENT_BANDS:
+        if row.attainment >= low and (high is None or row.attainment < high):
+            return label
+    return ATTAINMENT_BANDS[0][0]  # a negative attainment cannot happen (amounts >= 0)
+
+
+def attainment_bands(rows: list[RepAttainment]) -> list[tuple[str, int]]:
+    """How many reps fall in each attainment band, reps without a quota counted apart."""
+    found = [attainment_band(r) for r in rows]
+    labels = [label for label, _, _ in ATTAINMENT_BANDS] + [NO_QUOTA]
+    return [(label, found.count(label)) for label in labels]
+
+
+# --- Rep scorecards (rollups) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepScorecard:
+    rep_id: int
+    name: str
+    team: str
+    bookings: Decimal
+    previous_bookings: Decimal
+    trend: Decimal | None  # growth of bookings vs the comparison period, a fraction
+    quota: Decimal | None
+    attainment: Decimal | None
+    win_rate: Decimal | None
+    cycle_days: Decimal | None
+    deal_size: Decimal | None
+    pipeline: Decimal
+
+
+def rep_scorecards(
+    *,
+    user: User,
+    period: KpiPeriod,
+    compare: KpiPeriod,
+    scope: KpiScope,
+    filters: KpiFilters,
+) -> list[RepScorecard]:
+    """One scorecard per visible active rep of the scope (five queries): bookings, win
+    rate, mean sales cycle and average deal size of ``period`` (deal filters applied),
+    open pipeline closing in it, quota and attainment (quotas know no deal filters, so
+    attainment is None when any deal filter is set), and the bookings trend against
+    ``compare``. Every ratio comes from :mod:`apps.kpis.calc`. Sorted by bookings."""
+    visible = scope_for(user)
+    reps = User.objects.filter(role="rep", is_active=True).select_related("team")
+    if scope.owner_ids is not None:
+        reps = reps.filter(pk__in=scope.owner_ids)
+    reps = [r for r in reps if visible.sees_user(r.pk)]
+    ids = [r.pk for r in reps]
+    first, last = min(period.start, compare.start), max(period.end, compare.end)
+    closed = (
+        ClosedDealRollup.objects.filter(
+            _rollup_q(scope, filters), owner_id__in=ids, month__gte=first, month__lte=last
+        )
+        .values("owner_id", "outcome", "month")
+        .annotate(n=Sum("deals"), amount=Sum("amount"), days=Sum("cycle_days"))
+    )
+    now: dict[int, dict[str, Decimal | int]] = defaultdict(
+        lambda: {"won": 0, "lost": 0, "amount": Decimal("0.00"), "days": 0}
+    )
+    before: dict[int, Decimal] = defaultdict(lambda: Decimal("0.00"))
+    for row in closed:
+        in_period = period.start <= row["month"] <= period.end
+        in_compare = compare.start <= row["month"] <= compare.end
+        won = row["outcome"] == Stage.Outcome.WON
+        if in_period:
+            card = now[row["owner_id"]]
+            if won:
+                card["won"] += row["n"]
+                card["amount"] += _money(row["amount"])
+                card["days"] += int(row["days"] or 0)
+            else:
+                card["lost"] += row["n"]
+        if in_compare and won:
+            before[row["owner_id"]] += _money(row["amount"])
+    pipeline = (
+        PipelineRollup.objects.filter(
+            _rollup_q(scope, filters),
+            owner_id__in=ids,
+            month__gte=period.start,
+            month__lte=period.end,
+        )
+        .values("owner_id")
+        .annotate(amount=Sum("amount"))
+    )
+    open_amount = {r["owner_id"]: _money(r["amount"]) for r in pipeline}
+    quota_by_rep: dict[int, Decimal] = {}
+    if not any(v is not None for v in filters.as_dict().values()):
+        quotas = (
+            QuotaRollup.objects.filter(
+                rep_id__in=ids, month__gte=period.start, month__lte=period.end
+            )
+            .values("rep_id")
+            .annotate(amount=Sum("amount"))
+        )
+        quota_by_rep = {r["rep_id"]: _money(r["amount"]) for r in quotas}
+    cards = []
+    for rep in reps:
+        c = now[rep.pk]
+        quota = quota_by_rep.get(rep.pk)
+        cards.append(
+            RepScorecard(
+                rep_id=rep.pk,
+                name=rep.get_full_name() or rep.username,
+                team=rep.team.name if rep.team else "",
+                bookings=c["amount"],
+                previous_bookings=before[rep.pk],
+                trend=calc.growth(c["amount"], before[rep.pk]),
+                quota=quota,
+                attainment=calc.attainment(c["amount"], quota),
+                win_rate=calc.win_rate(c["won"], c["lost"]),
+                cycle_days=calc.mean(c["days"], c["won"]),
+                deal_size=calc.average_deal_size(c["amount"], c["won"]),
+                pipeline=open_amount.get(rep.pk, Decimal("0.00")),
+            )
+        )
+    cards.sort(key=lambda card: (-card.bookings, card.name))
+    return cards
+
+
+# --- Customers (rollups) ----------------------------------------------------------------
+
+
+def _account_rollup_q(filters: KpiFilters) -> Q:
+    q = Q()
+    if filters.region is not None:
+        q &= Q(region_id=filters.region)
+    if filters.segment is not None:
+        q &= Q(segment=filters.segment)
+    return q
+
+
+@dataclass(frozen=True)
+class MrrMovement:
+    """MRR changes over one month (base currency): from the month's first day to the
+    next month's first day, per account. Rises are positive, falls negative."""
+
+    month: date
+    new: Decimal
+    expansion: Decimal
+    contraction: Decimal
+    churn: Decimal
+
+
+def mrr_movements(*, period: KpiPeriod, filters: KpiFilters) -> list[MrrMovement]:
+    """New (from 0), expansion, contraction and churn (to 0) MRR for each month of
+    ``period``, from the account MRR rollup (one query); company-wide, filtered by the
+    account's region and segment."""
+    zero = Value(Decimal("0"), output_field=MONEY)
+    rows = (
+        AccountMrrRollup.objects.filter(
+            _account_rollup_q(filters), month__gte=period.start, month__lte=period.end
+        )
+        .values("month")
+        .annotate(
+            new=Sum("next_mrr", filter=Q(mrr__lte=0, next_mrr__gt=0), default=zero),
+            expansion=Sum(
+                F("next_mrr") - F("mrr"),
+                filter=Q(mrr__gt=0, next_mrr__gt=F("mrr")),
+                default=zero,
+            ),
+            contraction=Sum(
+                F("next_mrr") - F("mrr"),
+                filter=Q(next_mrr__gt=0, next_mrr__lt=F("mrr")),
+                default=zero,
+            ),
+            churn=Sum("mrr", filter=Q(mrr__gt=0, next_mrr__lte=0), default=zero),
+        )
+        .order_by("month")
+    )
+    found = {r["month"]: r for r in rows}
+    result = []
+    for month in period.months:
+        r = found.get(month)
+        if r is None:
+            result.append(MrrMovement(month, *(Decimal("0.00"),) * 4))
+            continue
+        result.append(
+            MrrMovement(
+                month,
+                _money(r["new"]),
+                _money(r["expansion"]),
+                _money(r["contraction"]),
+                -_money(r["churn"]),
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class Cohorts:
+    """Logo retention: ``rows`` maps a cohort month (first month with MRR) to the share of
+    its accounts still paying 0, 1, 2... months later (None: not reached yet)."""
+
+    months: list[date]
+    sizes: dict[date, int]
+    rows: dict[date, list[Decimal | None]]
+
+
+def cohort_retention(*, period: KpiPeriod, filters: KpiFilters, cohorts: int = 12) -> Cohorts:
+    """Cohorts of the ``cohorts`` months ending with the period's last month (one query
+    over the paying accounts' months). An account belongs to the month it first had MRR;
+    a later month counts it retained when it still has MRR that month."""
+    last = date(period.end.year, period.end.month, 1)
+    first = add_months(last, -(cohorts - 1))
+    paying = AccountMrrRollup.objects.filter(_account_rollup_q(filters), mrr__gt=0)
+    starts = paying.values("account_id").annotate(first=Min("month"))
+    cohort_of = {r["account_id"]: r["first"] for r in starts if first <= r["first"] <= last}
+    active: dict[date, set[int]] = defaultdict(set)
+    for account_id, month in paying.filter(
+        month__gte=first, month__lte=last, account_id__in=list(cohort_of)
+    ).values_list("account_id", "month"):
+        active[month].add(account_id)
+    months = [add_months(first, k) for k in range(cohorts)]
+    members: dict[date, set[int]] = defaultdict(set)
+    for account_id, month in cohort_of.items():
+        members[month].add(account_id)
+    rows: dict[date, list[Decimal | None]] = {}
+    for index, month in enumerate(months):
+        size = len(members[month])
+        rows[month] = [
+            calc.ratio(len(members[month] & active[months[index + k]]), size)
+            if index + k < len(months)
+            else None
+            for k in range(cohorts)
+        ]
+    return Cohorts(months, {m: len(members[m]) for m in months}, rows)
+
+
+@dataclass(frozen=True)
+class NpsSplit:
+    label: str
+    promoters: int
+    passives: int
+    detractors: int
+
+    @property
+    def responses(self) -> int:
+        return self.promoters + self.passives + self.detractors
+
+    @property
+    def score(self) -> Decimal | None:
+        return calc.net_promoter_score(self.promoters, self.passives, self.detractors)
+
+
+def nps_by_segment(*, period: KpiPeriod, filters: KpiFilters) -> list[NpsSplit]:
+    """Promoters, passives and detractors of the period per account segment (one query
+    over the NPS rollup); the score from :func:`apps.kpis.calc.net_promoter_score`."""
+    rows = (
+        NpsRollup.objects.filter(
+            _account_rollup_q(filters), month__gte=period.start, month__lte=period.end
+        )
+        .values("segment")
+        .annotate(p=Sum("promoters"), n=Sum("passives"), d=Sum("detractors"))
+    )
+    found = {r["segment"]: r for r in rows}
+    return [
+        NpsSplit(label, found[value]["p"], found[value]["n"], found[value]["d"])
+        for value, label in Segment.choices
+        if value in found
+    ]
+
+
+@dataclass(frozen=True)
+class AccountMrr:
+    account_id: int
+    name: str
+    segment: str
+    opening: Decimal
+    closing: Decimal
+
+    @property
+    def change(self) -> Decimal:
+        return self.closing - self.opening
+
+
+def account_mrr(*, period: KpiPeriod, filters: KpiFilters) -> list[AccountMrr]:
+    """Every account with MRR on the period's first day (opening) or on the first day
+    after it (closing), base currency, from the account MRR rollup (two queries), largest
+    closing MRR first. The closing column adds up to the MRR KPI; over the rows with
+    opening > 0, closing / opening is the NRR KPI."""
+    last_month = date(period.end.year, period.end.month, 1)
+    opening = dict(
+        AccountMrrRollup.objects.filter(
+            _account_rollup_q(filters), month=period.start, mrr__gt=0
+        ).values_list("account_id", "mrr")
+    )
+    closing_rows = AccountMrrRollup.objects.filter(
+        _account_rollup_q(filters), month=last_month
+    ).values_list("account_id", "next_mrr")
+    closing = {a: m for a, m in closing_rows if m and m > 0}
+    ids = set(opening) | set(closing)
+    accounts = {
+        pk: (name, segment)
+        for pk, name, segment in Account.objects.filter(pk__in=ids).values_list(
+            "pk", "name", "segment"
+        )
+    }
+    rows = [
+        AccountMrr(
+            account_id=pk,
+            name=accounts.get(pk, (f"Account {pk}", ""))[0],
+            segment=accounts.get(pk, ("", ""))[1],
+            opening=_money(opening.get(pk)),
+            closing=_money(closing.get(pk)),
+        )
+        for pk in ids
+    ]
+    rows.sort(key=lambda r: (-r.closing, -r.opening, r.name))
+    return rows
+
+
+NPS_GROUPS = {"promoters": (9, 10), "passives": (7, 8), "detractors": (0, 6)}
+
+
+def nps_responses(
+    *, period: KpiPeriod, filters: KpiFilters, group: str | None = None
+) -> QuerySet[NpsResponse]:
+    """Survey answers given in ``period`` (bounds inclusive), filtered by the account's
+    region and segment, optionally one group (promoters 9-10, passives 7-8, detractors
+    0-6); the rows the NPS figures are counted from (indexed by answer date)."""
+    if group is not None and group not in NPS_GROUPS:
+        raise ApplicationError(f"group must be one of {', '.join(NPS_GROUPS)}; got {group!r}.")
+    answers = NpsResponse.objects.filter(
+        responded_on__gte=period.start, responded_on__lte=period.end
+    )
+    if filters.region is not None:
+        answers = answers.filter(account__region_id=filters.region)
+    if filters.segment is not None:
+        answers = answers.filter(account__segment=filters.segment)
+    if group is not None:
+        low, high = NPS_GROUPS[group]
+        answers = answers.filter(score__gte=low, score__lte=high)
+    return answers.select_related("account")
+
+
+def nps_response_totals(answers: QuerySet[NpsResponse]) -> NpsSplit:
+    """Promoters, passives and detractors of a response list (one query)."""
+    found = answers.order_by().aggregate(
+        p=Count("id", filter=Q(score__gte=9)),
+        n=Count("id", filter=Q(score__gte=7, score__lte=8)),
+        d=Count("id", filter=Q(score__lte=6)),
+    )
+    return NpsSplit("Responses", found["p"], found["n"], found["d"])

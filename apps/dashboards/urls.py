@@ -1,0 +1,16 @@
+from django.urls import path
+
+from apps.dashboards import views
+
+app_name = "dashboards"
+
+urlpatterns = [
+    path("overview/", views.overview, name="overview"),
+    path("pipeline/", views.pipeline, name="pipeline"),
+    path("attainment/", views.attainment, name="attainment"),
+    path("team/", views.team, name="team"),
+    path("customers/", views.customers, name="customers"),
+    path("records/", views.records, name="records"),
+    path("accounts/", views.accounts, name="accounts"),
+    path("responses/", views.responses, name="responses"),
+]

@@ -1,0 +1,1063 @@
+"""Dashboard pages: parse the filter state, call selectors, hand figures to templates.
+
+Every page shares one frame (filter bar kept in the URL, data freshness, empty state).
+A scope the viewer may not see is a 404, so an edited URL never reveals data; bad input
+is a 400 that shows the reason in the page and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from apps.core.errors import ApplicationError
+from apps.core.exports import download_response
+from apps.core.selectors import last_successful_run
+from apps.crm.models import DealType, ForecastCategory, Product, Segment, Stage
+from apps.dashboards import charts, formatting
+from apps.dashboards.query import COMPARISONS, DashboardQuery, query_parse
+from apps.dashboards.selectors import (
+    SORTS,
+    WATERFALL_STEPS,
+    NpsSplit,
+    account_mrr,
+    aging_deals,
+    attainment_band,
+    attainment_bands,
+    cohort_retention,
+    drill_metric,
+    drilldown_deals,
+    drilldown_totals,
+    mrr_movements,
+    nps_by_segment,
+    nps_response_totals,
+    nps_responses,
+    pipeline_by_month_and_category,
+    pipeline_by_stage,
+    pipeline_changes,
+    rep_attainment,
+    rep_scorecards,
+    slipped_moves,
+)
+from apps.kpis import calc
+from apps.kpis.models import ClosedDealRollup, PipelineRollup
+from apps.kpis.registry import kpi_get
+from apps.kpis.selectors import (
+    KpiFilters,
+    KpiPermissionError,
+    KpiResult,
+    kpi_value,
+    period_parse,
+)
+from apps.kpis.services import add_months
+from apps.org.models import Region, Role, Team, User
+from apps.org.policy import scope_for, visible_teams, visible_users
+from apps.quotas import fiscal
+
+PAGE_SIZE = 50
+
+
+def _records_url(query: DashboardQuery, **overrides: object) -> str:
+    return f"{reverse('dashboards:records')}?{query.querystring(**overrides)}"
+
+
+def _filter_options(request: HttpRequest) -> dict[str, Any]:
+    """Choices for the filter bar, limited to what the viewer may see (four queries)."""
+    teams = list(visible_teams(request.user).order_by("name").values("id", "name", "parent_id"))
+    by_id = {t["id"]: t for t in teams}
+
+    def depth(team: dict[str, Any]) -> int:
+        level, parent = 0, team["parent_id"]
+        while parent in by_id and level < 20:
+            level, parent = level + 1, by_id[parent]["parent_id"]
+        return level
+
+    ordered: list[dict[str, Any]] = []
+
+    def walk(parent_id: int | None) -> None:
+        for team in teams:
+            if team["parent_id"] == parent_id or (
+                parent_id is None and team["parent_id"] not in by_id
+            ):
+                if team in ordered:
+                    continue
+                ordered.append({**team, "indent": "\u2003" * depth(team)})
+                walk(team["id"])
+
+    walk(None)
+    reps = visible_users(request.user).filter(role=Role.REP, is_active=True)
+    return {
+        "teams": ordered,
+        "reps": list(
+            reps.order_by("first_name", "last_name").values_list("id", "first_name", "last_name")
+        ),
+        "regions": list(Region.objects.order_by("name").values_list("id", "name")),
+        "products": list(Product.objects.order_by("name").values_list("id", "name")),
+        "segments": Segment.choices,
+        "deal_types": DealType.choices,
+        "comparisons": list(COMPARISONS.items()),
+        "periods": _period_suggestions(),
+        "everything": scope_for(request.user).everything,
+    }
+
+
+def _period_suggestions() -> list[str]:
+    """Quick picks for the period field: this and last fiscal year, their quarters and
+    the months of this year."""
+    start_month = settings.FISCAL_YEAR_START_MONTH
+    today = timezone.localdate()
+    this_year = fiscal.period_containing(today, "year", start_month).fiscal_year
+    names: list[str] = []
+    for year in (this_year, this_year - 1):
+        periods = fiscal.periods_of_year(year, start_month)
+        names += [p.name for p in periods if p.kind in ("year", "quarter")]
+    names += [p.name for p in fiscal.periods_of_year(this_year, start_month) if p.kind == "month"]
+    return names
+
+
+def _freshness() -> dict[str, Any]:
+    run = last_successful_run()
+    return {"last_run": run}
+
+
+def _frame(
+    request: HttpRequest,
+    template: str,
+    section: str,
+    build: Callable[[DashboardQuery], dict[str, Any]],
+) -> HttpResponse:
+    """Render a dashboard page inside the shared frame; ``build`` returns the page's own
+    context for the parsed filter state."""
+    context: dict[str, Any] = {"section": section, "freshness": _freshness()}
+    try:
+        query = query_parse(request.GET, user=request.user)
+        context.update(query=query, **build(query))
+    except KpiPermissionError:
+        # Out of scope: the same answer as a scope that does not exist.
+        raise Http404("No such view.") from None
+    except ApplicationError as exc:
+        context.update(error=exc.message, options=_filter_options(request))
+        return render(request, "dashboards/error.html", context, status=400)
+    context["options"] = _filter_options(request)
+    context["raw"] = request.GET
+    return render(request, template, context)
+
+
+# --- Overview --------------------------------------------------------------------------
+
+TILES: tuple[tuple[str, str | None], ...] = (
+    ("bookings", "bookings"),
+    ("pipeline_coverage", "open_pipeline"),
+    ("win_rate", "closed_deals"),
+    ("avg_deal_size", "won_deals"),
+    ("sales_cycle_mean", "won_deals"),
+    ("new_logos", "new_logos"),
+    ("nrr", None),
+    ("grr", None),
+    ("nps", None),
+    ("clv", None),
+)
+
+
+@dataclass
+class Tile:
+    name: str
+    label: str
+    unit: str
+    definition: str
+    value: str
+    change: str = formatting.EM_DASH
+    tone: str = "flat"
+    spark: dict[str, Any] | None = None
+    url: str | None = None
+    note: str = ""
+    extra: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def spark_id(self) -> str:
+        return f"spark-{self.name}"
+
+
+def _tile(query: DashboardQuery, result: KpiResult, drill: str | None) -> Tile:
+    kpi = result.kpi
+    currency = settings.BASE_CURRENCY
+    before = result.previous if query.compare == "previous" else result.year_ago
+    change, tone = formatting.change(result.value, before, kpi.unit, kpi.direction)
+    values = [v for _, v in result.series]
+    trend_tone = "neutral"
+    if len(values) >= 2 and values[-1] is not None and values[-2] is not None:
+        _, trend_tone = formatting.change(values[-1], values[-2], kpi.unit, kpi.direction)
+        trend_tone = {"flat": "neutral"}.get(trend_tone, trend_tone)
+    return Tile(
+        name=kpi.name,
+        label=kpi.label,
+        unit=kpi.unit,
+        definition=kpi.definition,
+        value=formatting.kpi_display(result.value, kpi.unit, currency),
+        change=change,
+        tone=tone,
+        spark=charts.figure_json(charts.sparkline(values, tone=trend_tone)),
+        url=_records_url(query, metric=drill) if drill else None,
+    )
+
+
+def _overview(user) -> Callable[[DashboardQuery], dict[str, Any]]:
+    def build(query: DashboardQuery) -> dict[str, Any]:
+        tiles: list[Tile] = []
+        scope_args = {"team_id": query.team_id, "rep_id": query.rep_id}
+        for name, drill in TILES:
+            kpi = kpi_get(name)
+            if kpi.family == "customers":
+                if query.scope.kind != "company":
+                    tiles.append(
+                        Tile(
+                            name,
+                            kpi.label,
+                            kpi.unit,
+                            kpi.definition,
+                            formatting.EM_DASH,
+                            note="Company-wide only",
+                        )
+                    )
+                    continue
+                filters = query.customer_filters
+            else:
+                filters = query.filters
+            unsupported = _unsupported_filters(kpi, filters)
+            if unsupported:
+                tiles.append(
+                    Tile(
+                        name,
+                        kpi.label,
+                        kpi.unit,
+                        kpi.definition,
+                        formatting.EM_DASH,
+                        note=f"Not available filtered by {unsupported}",
+                    )
+                )
+                continue
+            result = kpi_value(
+                name=name, period=query.period, user=user, filters=filters, **scope_args
+            )
+            tile = _tile(query, result, drill)
+            if kpi.family == "customers" and (query.filters.product or query.filters.deal_type):
+                tile.note = "Region and segment filters only"
+            tiles.append(tile)
+            if name == "bookings" and not _unsupported_filters(kpi_get("quota"), filters):
+                attainment = kpi_value(
+                    name="attainment", period=query.period, user=user, **scope_args
+                )
+                quota = kpi_value(name="quota", period=query.period, user=user, **scope_args)
+                tile.extra = [
+                    ("Quota", formatting.money(quota.value, settings.BASE_CURRENCY)),
+                    ("Attainment", formatting.percent(attainment.value)),
+                ]
+        return {
+            "tiles": tiles,
+            "has_data": ClosedDealRollup.objects.exists() or PipelineRollup.objects.exists(),
+            "bookings_chart": _bookings_chart(query, user),
+            "attainment_chart": _attainment_chart(query, user),
+            "compare_label": COMPARISONS[query.compare],
+        }
+
+    return build
+
+
+def _unsupported_filters(kpi, filters) -> str:
+    """The active filters ``kpi`` cannot be sliced by, as text ('' when all are fine): a
+    figure ignoring a filter must not be shown under it."""
+    names = [k for k, v in filters.as_dict().items() if v is not None and k not in kpi.filters]
+    return ", ".join(n.replace("_", " ") for n in names)
+
+
+def _month_range(query: DashboardQuery):
+    return period_parse(f"{query.period.start.isoformat()}..{query.period.end.isoformat()}")
+
+
+def _bookings_chart(query: DashboardQuery, user) -> dict[str, Any]:
+    months = _month_range(query)
+    scope_args = {"team_id": query.team_id, "rep_id": query.rep_id}
+    bookings = kpi_value(
+        name="bookings", period=months, user=user, filters=query.filters, **scope_args
+    )
+    quota_by_name: dict[str, object] = {}
+    if not _unsupported_filters(kpi_get("quota"), query.filters):
+        quota = kpi_value(name="quota", period=months, user=user, **scope_args)
+        quota_by_name = dict(quota.series)
+    points = []
+    for name, value in bookings.series:
+        month = period_parse(name)
+        points.append(
+            charts.MonthPoint(
+                label=month.start.strftime("%b %Y"),
+                bookings=value,
+                quota=quota_by_name.get(name),
+                url=_records_url(query, metric="bookings", period=name),
+            )
+        )
+    symbol = formatting.SYMBOLS.get(settings.BASE_CURRENCY, "")
+    fig = charts.bookings_against_quota(
+        points, title=f"Bookings by month against quota · {query.scope.label}", money=symbol
+    )
+    return charts.figure_json(fig)
+
+
+def _attainment_rows(query: DashboardQuery) -> list[tuple[str, dict[str, int]]]:
+    """What the attainment chart compares: the teams directly below the scope, or the reps
+    of a team without sub-teams, or the rep alone."""
+    scope = query.scope
+    if scope.kind == "rep":
+        return [(scope.label, {"rep_id": scope.rep_id})]
+    if scope.kind == "company":
+        children = Team.objects.filter(parent__parent__isnull=True, parent__isnull=False)
+    else:
+        children = Team.objects.filter(parent_id=scope.team_id)
+    rows = [(t.name, {"team_id": t.pk}) for t in children.order_by("name")]
+    if rows or scope.kind == "company":
+        return rows
+    reps = User.objects.filter(team_id=scope.team_id, role=Role.REP, is_active=True)
+    return [
+        (u.get_full_name() or u.username, {"rep_id": u.pk})
+        for u in reps.order_by("first_name", "last_name")
+    ]
+
+
+def _attainment_chart(query: DashboardQuery, user) -> dict[str, Any] | None:
+    if _unsupported_filters(kpi_get("attainment"), query.filters):
+        return None
+    bars = []
+    for label, scope_args in _attainment_rows(query):
+        result = kpi_value(name="attainment", period=query.period, user=user, **scope_args)
+        bars.append(
+            charts.AttainmentBar(
+                label=label,
+                attainment=result.value,
+                url=_records_url(
+                    query,
+                    metric="bookings",
+                    team=scope_args.get("team_id"),
+                    rep=scope_args.get("rep_id"),
+                ),
+            )
+        )
+    if not any(b.attainment is not None for b in bars):
+        return None
+    fig = charts.attainment_bars(bars, title=f"Quota attainment · {query.period.name}")
+    return charts.figure_json(fig)
+
+
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    return _frame(request, "dashboards/overview.html", "overview", _overview(request.user))
+
+
+# --- Drill-down list -------------------------------------------------------------------
+
+COLUMNS = (
+    ("name", "Deal"),
+    ("account", "Account"),
+    ("owner", "Owner"),
+    ("stage", "Stage"),
+    (None, "Forecast category"),
+    ("created", "Created"),
+    ("close", "Close date"),
+    (None, "Amount"),
+    ("amount", "Amount (base)"),
+)
+
+
+def _int_or_none(raw: str | None, name: str) -> int | None:
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApplicationError(f"{name} must be a numeric id, got {raw!r}.") from None
+
+
+@require_GET
+def records(request: HttpRequest) -> HttpResponse:
+    """The deals behind a figure: paginated, sortable, exportable; the total row adds up to
+    the figure that was clicked."""
+
+    def build(query: DashboardQuery) -> dict[str, Any]:
+        metric = drill_metric(request.GET.get("metric") or "bookings")
+        category = request.GET.get("category") or None
+        stage_id = _int_or_none(request.GET.get("stage"), "stage")
+        sort = request.GET.get("sort") or "-amount"
+        if sort.lstrip("-") not in SORTS:
+            raise ApplicationError(
+                f"sort must be one of {', '.join(sorted(SORTS))} (prefix - for descending)."
+            )
+        field_name = SORTS[sort.lstrip("-")]
+        order = [f"-{field_name}" if sort.startswith("-") else field_name, "id"]
+        deals = drilldown_deals(
+            user=request.user,
+            metric=metric.key,
+            period=query.period,
+            scope=query.scope,
+            filters=query.filters,
+            stage_id=stage_id,
+            forecast_category=category,
+        ).order_by(*order)
+        totals = drilldown_totals(deals)
+        page = Paginator(deals, PAGE_SIZE).get_page(request.GET.get("page"))
+        extra = {"metric": metric.key, "category": category, "stage": stage_id}
+        headers = []
+        for key, label in COLUMNS:
+            if key is None:
+                headers.append({"label": label})
+                continue
+            next_sort = key if sort != key else f"-{key}"
+            headers.append(
+                {
+                    "label": label,
+                    "url": "?" + query.querystring(**extra, sort=next_sort),
+                    "active": sort.lstrip("-") == key,
+                    "descending": sort.startswith("-"),
+                }
+            )
+        stage_name = (
+            Stage.objects.filter(pk=stage_id).values_list("name", flat=True).first()
+            if stage_id
+            else None
+        )
+        return {
+            "metric": metric,
+            "deals": deals,
+            "page": page,
+            "totals": totals,
+            "headers": headers,
+            "category_label": ForecastCategory(category).label if category else None,
+            "stage_name": stage_name,
+            "page_query": query.querystring(**extra, sort=sort),
+            "csv_url": "?" + query.querystring(**extra, sort=sort, format="csv"),
+            "base_currency": settings.BASE_CURRENCY,
+        }
+
+    file_format = request.GET.get("format") or ""
+    if file_format == "csv":
+        try:
+            return _records_csv(request)
+        except KpiPermissionError:
+            raise Http404("No such view.") from None
+        except ApplicationError:
+            pass  # the page below shows the reason with a 400
+    elif file_format:
+        return _bad_format(request)
+    return _frame(request, "dashboards/records.html", "records", build)
+
+
+def _bad_format(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "dashboards/error.html",
+        {"error": "format must be csv.", "freshness": _freshness()},
+        status=400,
+    )
+
+
+def _records_csv(request: HttpRequest) -> HttpResponse:
+    query = query_parse(request.GET, user=request.user)
+    sort = request.GET.get("sort") or "-amount"
+    field_name = SORTS[sort.lstrip("-")]
+    deals = drilldown_deals(
+        user=request.user,
+        metric=request.GET.get("metric") or "bookings",
+        period=query.period,
+        scope=query.scope,
+        filters=query.filters,
+        stage_id=_int_or_none(request.GET.get("stage"), "stage"),
+        forecast_category=request.GET.get("category") or None,
+    ).order_by(f"-{field_name}" if sort.startswith("-") else field_name, "id")
+    base = settings.BASE_CURRENCY
+    rows = (
+        (
+            d.external_id,
+            d.name,
+            d.account.name,
+            d.owner.get_full_name() or d.owner.username,
+            d.stage.name,
+            d.get_forecast_category_display(),
+            d.get_deal_type_display(),
+            d.created_date,
+            d.close_date,
+            d.amount,
+            d.currency,
+            Decimal(str(d.base_amount)).quantize(Decimal("0.01")),
+        )
+        for d in deals.iterator(chunk_size=2000)
+    )
+    return download_response(
+        filename=f"{request.GET.get('metric') or 'bookings'}-{query.period.name}".replace(
+            "..", "_"
+        ),
+        file_format="csv",
+        headers=[
+            "External id",
+            "Deal",
+            "Account",
+            "Owner",
+            "Stage",
+            "Forecast category",
+            "Deal type",
+            "Created",
+            "Close date",
+            "Amount",
+            "Currency",
+            f"Amount ({base})",
+        ],
+        rows=rows,
+    )
+
+
+# --- Pipeline --------------------------------------------------------------------------
+
+CATEGORY_ORDER = (
+    ForecastCategory.COMMIT,
+    ForecastCategory.BEST_CASE,
+    ForecastCategory.PIPELINE,
+    ForecastCategory.OMITTED,
+)
+
+
+def _since(raw: str | None) -> datetime:
+    """The comparison moment of the pipeline waterfall: the start of the given day, by
+    default 30 days ago (in the configured time zone)."""
+    today = timezone.localdate()
+    if raw:
+        try:
+            day = date.fromisoformat(raw.strip())
+        except ValueError:
+            raise ApplicationError(f"since must be a date YYYY-MM-DD, got {raw!r}.") from None
+        if day > today:
+            raise ApplicationError("since must not be in the future.")
+    else:
+        day = today - timedelta(days=30)
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def _pipeline(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]]:
+    user = request.user
+
+    def build(query: DashboardQuery) -> dict[str, Any]:
+        since = _since(request.GET.get("since"))
+        symbol = formatting.SYMBOLS.get(settings.BASE_CURRENCY, "")
+        scope_args = {"team_id": query.team_id, "rep_id": query.rep_id}
+        stages = pipeline_by_stage(period=query.period, scope=query.scope, filters=query.filters)
+        funnel = []
+        for s in stages:
+            conversion = kpi_value(
+                name="stage_conversion",
+                period=query.period,
+                user=user,
+                filters=query.filters,
+                stage_id=s.stage_id,
+                **scope_args,
+            ).value
+            funnel.append(
+                charts.FunnelStage(
+                    s.name,
+                    s.deals,
+                    s.amount,
+                    conversion,
+                    _records_url(query, metric="open_pipeline", stage=s.stage_id),
+                )
+            )
+        by_category = pipeline_by_month_and_category(
+            period=query.period, scope=query.scope, filters=query.filters
+        )
+        months = _month_range(query)
+        series = {}
+        for category in CATEGORY_ORDER:
+            found = by_category.get(category, {})
+            series[category] = [
+                charts.StackSegment(
+                    m.strftime("%b %Y"),
+                    found[m].amount if m in found else None,
+                    _records_url(
+                        query,
+                        metric="open_pipeline",
+                        category=category,
+                        period=period_parse(f"{m}..{add_months(m, 1) - timedelta(days=1)}").name,
+                    ),
+                )
+                for m in months.months
+            ]
+        changes = pipeline_changes(
+            user=user, period=query.period, scope=query.scope, filters=query.filters, since=since
+        )
+        step_labels = dict(WATERFALL_STEPS)
+        waterfall = charts.pipeline_waterfall(
+            start=changes.start,
+            steps=[(step_labels[k], v) for k, v in changes.steps.items()],
+            end=changes.end,
+            start_label=f"On {since:%d %b}",
+            end_label="Now",
+            title=f"What changed since {since:%d %b %Y} · pipeline closing in {query.period.name}",
+            money=symbol,
+        )
+        return {
+            "since": since.date(),
+            "funnel_chart": charts.figure_json(
+                charts.pipeline_funnel(
+                    funnel,
+                    title=f"Open pipeline by stage · closing in {query.period.name}",
+                    money=symbol,
+                )
+            )
+            if any(s.deals for s in stages)
+            else None,
+            "funnel": funnel,
+            "category_chart": charts.figure_json(
+                charts.pipeline_by_close_month(
+                    series,
+                    labels=dict(ForecastCategory.choices),
+                    title="Open pipeline by close month and forecast category",
+                    money=symbol,
+                )
+            )
+            if by_category
+            else None,
+            "waterfall_chart": charts.figure_json(waterfall)
+            if changes.start or changes.end or any(changes.deals.values())
+            else None,
+            "changes": changes,
+            "change_rows": [
+                (step_labels[k], changes.deals[k], v) for k, v in changes.steps.items()
+            ],
+            "aging": aging_deals(
+                user=user, period=query.period, scope=query.scope, filters=query.filters
+            ),
+            "slipped": list(
+                slipped_moves(
+                    user=user, period=query.period, scope=query.scope, filters=query.filters
+                ).select_related("deal", "deal__owner", "deal__account")
+            ),
+            "today": timezone.localdate(),
+            "pipeline_url": _records_url(query, metric="open_pipeline"),
+        }
+
+    return build
+
+
+@require_GET
+def pipeline(request: HttpRequest) -> HttpResponse:
+    return _frame(request, "dashboards/pipeline.html", "pipeline", _pipeline(request))
+
+
+# --- Quotas and attainment -------------------------------------------------------------
+
+
+def _attainment(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]]:
+    user = request.user
+
+    def build(query: DashboardQuery) -> dict[str, Any]:
+        symbol = formatting.SYMBOLS.get(settings.BASE_CURRENCY, "")
+        # Quotas exist per team and rep only, so deal filters cannot apply to attainment.
+        ignored = _unsupported_filters(kpi_get("attainment"), query.filters)
+        plain = replace(query, filters=KpiFilters())
+        scope_args = {"team_id": query.team_id, "rep_id": query.rep_id}
+        reps = rep_attainment(user=user, period=query.period, scope=query.scope)
+        rep_bars = [
+            charts.AttainmentBar(
+                r.name,
+                r.attainment,
+                _records_url(plain, metric="bookings", team=None, rep=r.rep_id),
+            )
+            for r in reps
+        ]
+        bookings = kpi_value(name="bookings", period=query.period, user=user, **scope_args)
+        quota = kpi_value(name="quota", period=query.period, user=user, **scope_args)
+        quota_by_name = dict(quota.series)
+        history = [
+            charts.MonthPoint(
+                name,
+                value,
+                quota_by_name.get(name),
+                _records_url(plain, metric="bookings", period=name),
+            )
+            for name, value in bookings.series
+        ]
+        bands = attainment_bands(reps)
+        band = request.GET.get("band") or None
+        if band is not None and band not in dict(bands):
+            known = ", ".join(label for label, _ in bands)
+            raise ApplicationError(f"band must be one of {known}; got {band!r}.")
+        page_url = reverse("dashboards:attainment")
+        band_urls = [
+            f"{page_url}?{query.querystring(band=label)}#leaderboard" for label, _ in bands
+        ]
+        shown = [r for r in reps if band is None or attainment_band(r) == band]
+        return {
+            "band": band,
+            "all_reps_url": f"{page_url}?{query.querystring()}#leaderboard",
+            "ignored_filters": ignored,
+            # Below a team without sub-teams the team chart would repeat the rep chart.
+            "team_chart": _attainment_chart(plain, user)
+            if any("team_id" in args for _, args in _attainment_rows(plain))
+            else None,
+            "rep_chart": charts.figure_json(
+                charts.attainment_bars(rep_bars, title=f"Attainment by rep · {query.period.name}")
+            )
+            if any(r.attainment is not None for r in reps)
+            else None,
+            "history_chart": charts.figure_json(
+                charts.quota_vs_bookings(
+                    history, title=f"Quota and bookings · {query.scope.label}", money=symbol
+                )
+            ),
+            "band_chart": charts.figure_json(
+                charts.band_histogram(bands, title="Reps by attainment band", urls=band_urls)
+            )
+            if reps
+            else None,
+            "leaderboard": [
+                (r, _records_url(plain, metric="bookings", team=None, rep=r.rep_id)) for r in shown
+            ],
+        }
+
+    return build
+
+
+@require_GET
+def attainment(request: HttpRequest) -> HttpResponse:
+    return _frame(request, "dashboards/attainment.html", "quotas", _attainment(request))
+
+
+# --- Team performance ------------------------------------------------------------------
+
+
+def _team(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]]:
+    user = request.user
+
+    def build(query: DashboardQuery) -> dict[str, Any]:
+        symbol = formatting.SYMBOLS.get(settings.BASE_CURRENCY, "")
+        cards = rep_scorecards(
+            user=user,
+            period=query.period,
+            compare=query.compare_period,
+            scope=query.scope,
+            filters=query.filters,
+        )
+        bars = []
+        quota_ok = not _unsupported_filters(kpi_get("attainment"), query.filters)
+        for label, scope_args in _attainment_rows(query):
+            if "team_id" not in scope_args:
+                continue
+            args = {"user": user, "period": query.period, **scope_args}
+            booked = kpi_value(name="bookings", filters=query.filters, **args).value
+            win = kpi_value(name="win_rate", filters=query.filters, **args).value
+            note = f"win rate {formatting.percent(win)}"
+            if quota_ok:
+                reached = kpi_value(name="attainment", **args).value
+                note = f"{formatting.percent(reached)} of quota · {note}"
+            bars.append(
+                charts.LabelledBar(
+                    label,
+                    booked,
+                    note,
+                    _records_url(query, metric="bookings", team=scope_args["team_id"], rep=None),
+                )
+            )
+        rows = []
+        for card in cards:
+            trend, tone = formatting.change(card.bookings, card.previous_bookings, "money", "up")
+            rows.append(
+                {
+                    "card": card,
+                    "trend": trend,
+                    "tone": tone,
+                    "bookings_url": _records_url(
+                        query, metric="bookings", team=None, rep=card.rep_id
+                    ),
+                    "pipeline_url": _records_url(
+                        query, metric="open_pipeline", team=None, rep=card.rep_id
+                    ),
+                    "reviews_url": reverse("reviews:rep", args=[card.rep_id]),
+                }
+            )
+        return {
+            "rows": rows,
+            "compare_label": COMPARISONS[query.compare],
+            "team_chart": charts.figure_json(
+                charts.team_comparison(
+                    bars, title=f"Bookings by team · {query.period.name}", money=symbol
+                )
+            )
+            if bars
+            else None,
+        }
+
+    return build
+
+
+@require_GET
+def team(request: HttpRequest) -> HttpResponse:
+    return _frame(request, "dashboards/team.html", "team", _team(request))
+
+
+# --- Customers -------------------------------------------------------------------------
+
+
+def _customers(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]]:
+    user = request.user
+
+    def build(query: DashboardQuery) -> dict[str, Any]:
+        if query.scope.kind != "company":
+            # Retention, CLV and NPS are kept per account, not per sales team or rep.
+            return {"company_only": True}
+        symbol = formatting.SYMBOLS.get(settings.BASE_CURRENCY, "")
+        filters = query.customer_filters
+        last_month = date(query.period.end.year, query.period.end.month, 1)
+        trailing = period_parse(f"{add_months(last_month, -11)}..{query.period.end}")
+        mrr = kpi_value(name="mrr", period=trailing, user=user, filters=filters)
+        moves = mrr_movements(period=trailing, filters=filters)
+        labels = [m.month.strftime("%b %Y") for m in moves]
+        results = {
+            name: kpi_value(name=name, period=query.period, user=user, filters=filters)
+            for name in ("mrr", "arr", "nrr", "grr", "logo_churn", "clv", "nps")
+        }
+        tiles = [_tile(query, result, None) for result in results.values()]
+        accounts_url = f"{reverse('dashboards:accounts')}?{query.querystring()}"
+        for tile in tiles:
+            tile.url = accounts_url
+            if tile.name == "nps":
+                tile.url = f"{reverse('dashboards:responses')}?{query.querystring()}"
+        trend_labels = [name for name, _ in results["nrr"].series]
+        segments = [(v, label) for v, label in Segment.choices]
+        if filters.segment is not None:
+            segments = [(v, label) for v, label in segments if v == filters.segment]
+        clv = [
+            (
+                label,
+                kpi_value(
+                    name="clv",
+                    period=query.period,
+                    user=user,
+                    filters=KpiFilters(region=filters.region, segment=value),
+                ).value,
+            )
+            for value, label in segments
+        ]
+        split = nps_by_segment(period=query.period, filters=filters)
+        total = NpsSplit(
+            "All segments",
+            sum(s.promoters for s in split),
+            sum(s.passives for s in split),
+            sum(s.detractors for s in split),
+        )
+        groups = [total, *split] if split else []
+        cohorts = cohort_retention(period=query.period, filters=filters)
+        return {
+            "company_only": False,
+            "tiles": tiles,
+            "compare_label": COMPARISONS[query.compare],
+            "ignored_filters": _unsupported_filters(kpi_get("mrr"), query.filters),
+            "mrr_chart": charts.figure_json(
+                charts.mrr_movements(
+                    labels,
+                    {
+                        "New": [m.new for m in moves],
+                        "Expansion": [m.expansion for m in moves],
+                        "Contraction": [m.contraction for m in moves],
+                        "Churn": [m.churn for m in moves],
+                    },
+                    [v for _, v in mrr.series],
+                    title="MRR movements and closing MRR, last 12 months",
+                    money=symbol,
+                )
+            ),
+            "retention_chart": charts.figure_json(
+                charts.percent_lines(
+                    trend_labels,
+                    {
+                        "NRR": [v for _, v in results["nrr"].series],
+                        "GRR": [v for _, v in results["grr"].series],
+                        "Logo churn": [v for _, v in results["logo_churn"].series],
+                    },
+                    title="Net and gross revenue retention, logo churn",
+                )
+            ),
+            "cohort_chart": charts.figure_json(
+                charts.cohort_heatmap(
+                    [m.strftime("%b %Y") for m in cohorts.months],
+                    [cohorts.sizes[m] for m in cohorts.months],
+                    [cohorts.rows[m] for m in cohorts.months],
+                    title="Logo retention by cohort (first paying month)",
+                )
+            )
+            if any(cohorts.sizes.values())
+            else None,
+            "clv_chart": charts.figure_json(
+                charts.simple_bars(
+                    [label for label, _ in clv],
+                    [value for _, value in clv],
+                    title=f"Customer lifetime value by segment · {query.period.name}",
+                    money=symbol,
+                    text=[formatting.money(v, settings.BASE_CURRENCY) for _, v in clv],
+                )
+            ),
+            "nps_chart": charts.figure_json(
+                charts.percent_lines(
+                    [name for name, _ in results["nps"].series],
+                    {"NPS": [v for _, v in results["nps"].series]},
+                    title="NPS trend (-100 to 100)",
+                    scale=1,
+                    suffix="",
+                )
+            ),
+            "nps_split_chart": charts.figure_json(
+                charts.nps_split(
+                    [f"{g.label} (NPS {formatting.score(g.score)})" for g in groups],
+                    [g.promoters for g in groups],
+                    [g.passives for g in groups],
+                    [g.detractors for g in groups],
+                    title=f"Promoters and detractors by segment · {query.period.name}",
+                )
+            )
+            if groups
+            else None,
+        }
+
+    return build
+
+
+@require_GET
+def customers(request: HttpRequest) -> HttpResponse:
+    return _frame(request, "dashboards/customers.html", "customers", _customers(request))
+
+
+# --- Customer accounts drill-down ------------------------------------------------------
+
+ACCOUNT_SORTS = {
+    "closing": lambda r: r.closing,
+    "opening": lambda r: r.opening,
+    "change": lambda r: r.closing - r.opening,
+    "name": lambda r: r.name.lower(),
+}
+
+
+@require_GET
+def accounts(request: HttpRequest) -> HttpResponse:
+    """The accounts behind the MRR, ARR and retention figures: opening and closing MRR for
+    the period; the closing total is the MRR tile, closing / opening over the accounts
+    paying at the start is NRR."""
+
+    def build(query: DashboardQuery) -> dict[str, Any]:
+        if query.scope.kind != "company":
+            return {"company_only": True}
+        sort = request.GET.get("sort") or "-closing"
+        if sort.lstrip("-") not in ACCOUNT_SORTS:
+            raise ApplicationError(
+                f"sort must be one of {', '.join(sorted(ACCOUNT_SORTS))} (prefix - for descending)."
+            )
+        rows = account_mrr(period=query.period, filters=query.customer_filters)
+        rows.sort(key=ACCOUNT_SORTS[sort.lstrip("-")], reverse=sort.startswith("-"))
+        kept = [r for r in rows if r.opening > 0]
+        totals = {
+            "accounts": len(rows),
+            "opening": sum((r.opening for r in rows), Decimal("0.00")),
+            "closing": sum((r.closing for r in rows), Decimal("0.00")),
+            "nrr": calc.net_revenue_retention(
+                calc.RetentionTotals(
+                    opening=sum((r.opening for r in kept), Decimal("0.00")),
+                    retained=sum((min(r.opening, r.closing) for r in kept), Decimal("0.00")),
+                    closing=sum((r.closing for r in kept), Decimal("0.00")),
+                    accounts=len(kept),
+                    churned=sum(1 for r in kept if r.closing <= 0),
+                )
+            ),
+        }
+        headers = []
+        for key, label in (
+            ("name", "Account"),
+            ("opening", "Opening MRR"),
+            ("closing", "Closing MRR"),
+            ("change", "Change"),
+        ):
+            headers.append(
+                {
+                    "label": label,
+                    "url": "?" + query.querystring(sort=key if sort != key else f"-{key}"),
+                    "active": sort.lstrip("-") == key,
+                    "descending": sort.startswith("-"),
+                    "num": key != "name",
+                }
+            )
+        return {
+            "company_only": False,
+            "page": Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page")),
+            "totals": totals,
+            "headers": headers,
+            "page_query": query.querystring(sort=sort),
+            "csv_url": "?" + query.querystring(sort=sort, format="csv"),
+        }
+
+    file_format = request.GET.get("format") or ""
+    if file_format == "csv":
+        try:
+            return _accounts_csv(request)
+        except KpiPermissionError:
+            raise Http404("No such view.") from None
+        except ApplicationError:
+            pass  # the page below shows the reason with a 400
+    elif file_format:
+        return _bad_format(request)
+    return _frame(request, "dashboards/accounts.html", "customers", build)
+
+
+def _accounts_csv(request: HttpRequest) -> HttpResponse:
+    query = query_parse(request.GET, user=request.user)
+    if query.scope.kind != "company":
+        raise ApplicationError("Customer figures are company-wide; choose the whole company.")
+    rows = account_mrr(period=query.period, filters=query.customer_filters)
+    base = settings.BASE_CURRENCY
+    return download_response(
+        filename=f"accounts-mrr-{query.period.name}".replace("..", "_"),
+        file_format="csv",
+        headers=["Account", "Segment", f"Opening MRR ({base})", f"Closing MRR ({base})"],
+        rows=((r.name, r.segment, r.opening, r.closing) for r in rows),
+    )
+
+
+# --- NPS responses drill-down ----------------------------------------------------------
+
+
+@require_GET
+def responses(request: HttpRequest) -> HttpResponse:
+    """The survey answers behind the NPS figures; the NPS of the list is the tile's."""
+
+    def build(query: DashboardQuery) -> dict[str, Any]:
+        if query.scope.kind != "company":
+            return {"company_only": True}
+        group = request.GET.get("group") or None
+        answers = nps_responses(
+            period=query.period, filters=query.customer_filters, group=group
+        ).order_by("-responded_on", "-id")
+        totals = nps_response_totals(answers)
+        return {
+            "company_only": False,
+            "totals": totals,
+            "group": group,
+            "groups": [
+                (key, "?" + query.querystring(group=key))
+                for key in ("promoters", "passives", "detractors")
+            ],
+            "all_url": "?" + query.querystring(),
+            "page": Paginator(answers, PAGE_SIZE).get_page(request.GET.get("page")),
+            "page_query": query.querystring(group=group),
+        }
+
+    return _frame(request, "dashboards/responses.html", "customers", build)

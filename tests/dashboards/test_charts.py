@@ -1,0 +1,50 @@
+"""Chart builders are pure: the figure carries the numbers, titles and drill-down URLs."""
+
+from decimal import Decimal
+
+from apps.dashboards import charts
+
+
+def test_bookings_against_quota_accumulates_bookings_and_target():
+    # Given three months with a month lacking bookings data
+    points = [
+        charts.MonthPoint("Jan", Decimal("100"), Decimal("150"), "/r?m=1"),
+        charts.MonthPoint("Feb", None, Decimal("150"), "/r?m=2"),
+        charts.MonthPoint("Mar", Decimal("250"), Decimal("150"), "/r?m=3"),
+    ]
+    # When the figure is built
+    fig = charts.figure_json(charts.bookings_against_quota(points, title="T", money="$"))
+    bars, cumulative, target = fig["data"]
+    # Then the bars are monthly, the lines cumulative, and every bar links to its records
+    assert bars["y"] == [100.0, None, 250.0]
+    assert cumulative["y"] == [100.0, 100.0, 350.0]
+    assert target["y"] == [150.0, 300.0, 450.0]
+    assert bars["customdata"] == ["/r?m=1", "/r?m=2", "/r?m=3"]
+    assert fig["layout"]["title"]["text"] == "T"
+
+
+def test_bookings_without_any_quota_draw_no_target_line():
+    points = [charts.MonthPoint("Jan", Decimal("5"), None, "/a")]
+    fig = charts.figure_json(charts.bookings_against_quota(points, title="T", money="$"))
+    assert [trace["name"] for trace in fig["data"]] == ["Bookings in month", "Cumulative bookings"]
+
+
+def test_attainment_bars_colour_by_target_and_skip_missing_quota():
+    bars = [
+        charts.AttainmentBar("East", Decimal("1.2"), "/e"),
+        charts.AttainmentBar("West", Decimal("0.5"), "/w"),
+        charts.AttainmentBar("North", None, "/n"),
+    ]
+    fig = charts.figure_json(charts.attainment_bars(bars, title="Attainment"))
+    (trace,) = fig["data"]
+    assert trace["y"] == ["East", "West"]
+    assert trace["x"] == [120.0, 50.0]
+    assert trace["marker"]["color"] == [charts.COLORS["good"], charts.COLORS["bad"]]
+    assert trace["customdata"] == ["/e", "/w"]
+    assert fig["layout"]["shapes"][0]["x0"] == 100
+
+
+def test_sparkline_keeps_gaps_for_no_data():
+    fig = charts.figure_json(charts.sparkline([Decimal("1"), None, 3], tone="good"))
+    assert fig["data"][0]["y"] == [1.0, None, 3.0]
+    assert fig["data"][0]["line"]["color"] == charts.COLORS["good"]

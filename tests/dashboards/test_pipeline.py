@@ -1,0 +1,120 @@
+"""Pipeline page: funnel and close-month figures add up to their drill-downs, the
+waterfall rebuilt from history balances, bad input, role matrix and query counts."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from apps.dashboards.selectors import pipeline_changes
+from apps.kpis.selectors import KpiFilters, KpiScope, kpi_value, period_parse
+from apps.kpis.services import rollups_rebuild
+from tests.dashboards.conftest import Q3, add_noise
+from tests.kpis.conftest import at
+
+D = Decimal
+PIPELINE = reverse("dashboards:pipeline")
+RECORDS = reverse("dashboards:records")
+
+
+def get(client, user, url, **params):
+    client.force_login(user)
+    return client.get(url, params)
+
+
+@pytest.mark.django_db
+class TestPipelinePage:
+    def test_funnel_bars_add_up_to_their_drill_down(self, client, book):
+        response = get(client, book.cso, PIPELINE, period=Q3, since="2024-07-01")
+        assert response.status_code == 200
+        funnel = {s.label: s for s in response.context["funnel"]}
+        # Open Q3 deals: Propose 10000 (d5), Qualify 4000 (d6), nothing in Prospect
+        assert (funnel["Propose"].deals, funnel["Propose"].amount) == (1, D("10000.00"))
+        assert (funnel["Qualify"].deals, funnel["Qualify"].amount) == (1, D("4000.00"))
+        assert funnel["Prospect"].deals == 0
+        drill = client.get(funnel["Propose"].url)
+        assert drill.context["totals"].amount == funnel["Propose"].amount
+        # The funnel's stage total is the KPI engine's open pipeline
+        total = sum(s.amount for s in funnel.values())
+        assert total == kpi_value(name="open_pipeline", period=Q3, user=book.cso).value
+
+    def test_close_month_segments_link_to_their_deals(self, client, book):
+        response = get(client, book.cso, PIPELINE, period=Q3, since="2024-07-01")
+        traces = {t["name"]: t for t in response.context["category_chart"]["data"]}
+        pipeline = traces["Pipeline"]
+        # d6 closes in August (4000), d5 in September (10000), both category "pipeline"
+        assert pipeline["y"] == [None, 4000.0, 10000.0]
+        drill = client.get(pipeline["customdata"][1])
+        assert drill.context["totals"].amount == D("4000.00")
+
+    def test_waterfall_balances_and_classifies_from_history(self, book):
+        w = book
+        # Given on 2024-07-01 only d5 (10000, propose, closes 09-15), d6 (4000, 08-31)
+        # existed among open Q3 deals; afterwards d6 slips to October and d5 grows
+        d5 = next(o for o in w.rep_a.opportunities.all() if o.amount == D("10000"))
+        d6 = next(o for o in w.rep_b.opportunities.all() if o.amount == D("4000"))
+        w.move(d6, when=at(date(2024, 8, 1)), close_date=date(2024, 10, 15))
+        w.move(d5, when=at(date(2024, 8, 2)), amount=D("12000"))
+        new = w.deal(
+            owner=w.rep_c,
+            amount="700",
+            stage="prospect",
+            created=date(2024, 8, 3),
+            close=date(2024, 9, 20),
+        )
+        rollups_rebuild()
+        since = at(date(2024, 7, 15))
+        # When the changes since 15 July are rebuilt
+        changes = pipeline_changes(
+            user=w.cso,
+            period=period_parse(Q3),
+            scope=KpiScope(kind="company"),
+            filters=KpiFilters(),
+            since=since,
+        )
+        # Then: then 14000; now 12000 + 700; d6 slipped, d5 up 2000, one new deal
+        assert changes.start == D("14000.00")
+        assert changes.end == D("12700.00")
+        assert changes.steps["slipped_out"] == D("-4000.00")
+        assert changes.steps["amount_up"] == D("2000.00")
+        assert changes.steps["new"] == D("700.00")
+        assert changes.start + sum(changes.steps.values()) == changes.end
+        assert new.pk  # the new deal exists now but had no history on 15 July
+
+    def test_bad_since_is_a_clear_400(self, client, book):
+        for since, message in (("yesterday", "since must be a date"), ("2999-01-01", "future")):
+            response = get(client, book.cso, PIPELINE, period=Q3, since=since)
+            assert response.status_code == 400
+            assert message in response.content.decode()
+
+    def test_roles(self, client, book):
+        assert get(client, book.manager_east, PIPELINE, period=Q3).status_code == 200
+        assert get(client, book.manager_east, PIPELINE, team=book.west.pk).status_code == 404
+        assert get(client, book.rep_a, PIPELINE, period=Q3).status_code == 200
+        assert get(client, book.rep_a, PIPELINE, rep=book.rep_c.pk).status_code == 404
+        client.logout()
+        assert client.get(PIPELINE).status_code == 302
+
+    def test_rep_sees_only_their_own_pipeline(self, client, book):
+        response = get(client, book.rep_b, PIPELINE, period=Q3, since="2024-07-01")
+        funnel = {s.label: s for s in response.context["funnel"]}
+        assert funnel["Propose"].deals == 0  # rep_a's deal
+        assert funnel["Qualify"].amount == D("4000.00")
+        assert [d.owner_id for d in response.context["aging"]] == [book.rep_b.pk]
+
+    def test_query_count_is_the_same_at_two_data_sizes(self, client, book):
+        client.force_login(book.cso)
+        params = {"period": Q3, "since": "2024-07-01"}
+        client.get(PIPELINE, params)
+        with CaptureQueriesContext(connection) as small:
+            assert client.get(PIPELINE, params).status_code == 200
+        add_noise(book, 60)
+        rollups_rebuild()
+        with CaptureQueriesContext(connection) as large:
+            assert client.get(PIPELINE, params).status_code == 200
+        assert len(small) == len(large) <= 80
