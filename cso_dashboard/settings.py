@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -76,6 +77,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "apps.core",
     "apps.org",
     "apps.crm",
@@ -84,6 +89,9 @@ INSTALLED_APPS = [
     "apps.customers",
     "apps.kpis",
     "apps.demo",
+    "apps.imports",
+    "apps.dashboards",
+    "apps.api",
 ]
 
 MIDDLEWARE = [
@@ -182,7 +190,17 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 60 * 60 * 24
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+# How long Redis waits before handing an unacknowledged task (its worker died) to another
+# worker. Keep it above the longest task; tests shorten it to exercise redelivery.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    # Nightly full rebuild of the KPI rollups; it also settles what incremental updates
+    # leave to it (exchange-rate corrections, a deal moved to another account).
+    "kpis-rollups-rebuild-nightly": {
+        "task": "kpis.rollups_rebuild",
+        "schedule": crontab(hour=env_int("ROLLUPS_REBUILD_HOUR", 2), minute=15),
+    },
+}
 
 # --- Auth -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -244,6 +262,8 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Load balancers and container health checks probe /healthz over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     # Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -252,9 +272,59 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        # `Authorization: Token <key>`; keys come from `manage.py drf_create_token USERNAME`.
+        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    # JSON only: bulk bodies are lists, and one body format keeps validation in one place.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "apps.api.schema.ApiAutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "apps.api.pagination.PageNumberPagination",
+    "PAGE_SIZE": env_int("API_PAGE_SIZE", 50),
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "apps.api.filters.StrictOrderingFilter",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        # Per signed-in user; anonymous calls are refused before any work is done.
+        "apps.api.throttling.UserThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_str("API_THROTTLE_USER", "1200/minute"),
+        "bulk": env_str("API_THROTTLE_BULK", "60/minute"),
+    },
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CSO Dashboard API",
+    "DESCRIPTION": (
+        "Bookings, pipeline, quotas, reviews, customers and KPIs. Session or token "
+        "authentication; every list accepts ?format=csv or ?format=xlsx. See docs/api.md."
+    ),
+    "VERSION": "1",
+    # The schema describes real users' data, so reading it needs a login too.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Operations are tagged and named by resource (accounts, opportunities, ...).
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Separate request and response components, so read-only fields are never required input.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # CSV/XLSX downloads are documented in docs/api.md, not as JSON schema content types.
+    "RENDERER_WHITELIST": ["rest_framework.renderers.JSONRenderer"],
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    # Swagger UI assets come from our own static files (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ForecastCategoryEnum": "apps.crm.models.ForecastCategory",
+        "StageOutcomeEnum": "apps.crm.models.Stage.Outcome",
+        "RoleEnum": "apps.org.models.Role",
+    },
 }
 
 # --- Business settings ------------------------------------------------------------------
@@ -281,3 +351,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Imports ----------------------------------------------------------------------------
+# Largest file the import wizard accepts, and the row count above which an import runs as a
+# background task with a progress bar instead of inside the request.
+IMPORT_MAX_UPLOAD_BYTES = env_int("IMPORT_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
+IMPORT_TASK_ROW_THRESHOLD = env_int("IMPORT_TASK_ROW_THRESHOLD", 5000)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from apps.core import views as core_views
 
@@ -17,4 +17,10 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("apps.kpis.urls")),
+    path("api/", include("apps.api.urls")),
+    path("quotas/", include("apps.quotas.urls")),
+    path("reviews/", include("apps.performance.urls")),
+    path("imports/", include("apps.imports.urls")),
+    path("dashboards/", include("apps.dashboards.urls")),
 ]

@@ -41,10 +41,11 @@ from apps.performance.models import (
     CoachingNote,
     Competency,
     PerformanceReview,
+    ReviewAmendment,
     ReviewRating,
 )
 from apps.quotas import fiscal
-from apps.quotas.models import FiscalPeriod, Quota
+from apps.quotas.models import FiscalPeriod, Quota, QuotaChange, QuotaPlan
 
 #: The password every user made by :class:`UserFactory` logs in with.
 PASSWORD = "correct-horse-battery-staple"
@@ -330,6 +331,33 @@ class QuotaFactory(DjangoModelFactory):
     note = ""
 
 
+class QuotaPlanFactory(DjangoModelFactory):
+    """A draft plan of a team for a fiscal quarter (pass ``period`` for another)."""
+
+    class Meta:
+        model = QuotaPlan
+
+    team = factory.SubFactory(TeamFactory)
+    period = factory.SubFactory(FiscalPeriodFactory, period_kind="quarter", day=dt.date(2025, 1, 1))
+    status = QuotaPlan.Status.DRAFT
+
+
+class QuotaChangeFactory(DjangoModelFactory):
+    """An audit entry: a rep's monthly quota created at USD 50,000.00."""
+
+    class Meta:
+        model = QuotaChange
+
+    quota = factory.SubFactory(QuotaFactory)
+    month = factory.SelfAttribute("quota.period")
+    rep = factory.SelfAttribute("quota.rep")
+    field = QuotaChange.Field.AMOUNT
+    old_value = ""
+    new_value = "50000.00"
+    currency = "USD"
+    changed_at = factory.LazyFunction(timezone.now)
+
+
 # --- performance --------------------------------------------------------------------------
 class CompetencyFactory(DjangoModelFactory):
     """A company-wide competency (``team`` empty)."""
@@ -389,6 +417,21 @@ class ReviewRatingFactory(DjangoModelFactory):
     score = 3
 
 
+class ReviewAmendmentFactory(DjangoModelFactory):
+    """A logged change to a submitted review."""
+
+    class Meta:
+        model = ReviewAmendment
+
+    review = factory.SubFactory(PerformanceReviewFactory, submitted=True)
+    field = "goals"
+    old_value = "Close two enterprise deals."
+    new_value = "Close three enterprise deals."
+    reason = "Agreed in the follow-up meeting."
+    changed_by = factory.SelfAttribute("review.reviewer")
+    changed_at = factory.LazyFunction(timezone.now)
+
+
 class CoachingNoteFactory(DjangoModelFactory):
     class Meta:
         model = CoachingNote
@@ -443,9 +486,12 @@ MODEL_FACTORIES: dict[type, type[DjangoModelFactory]] = {
     OpportunityHistory: OpportunityHistoryFactory,
     FiscalPeriod: FiscalPeriodFactory,
     Quota: QuotaFactory,
+    QuotaPlan: QuotaPlanFactory,
+    QuotaChange: QuotaChangeFactory,
     Competency: CompetencyFactory,
     PerformanceReview: PerformanceReviewFactory,
     ReviewRating: ReviewRatingFactory,
+    ReviewAmendment: ReviewAmendmentFactory,
     CoachingNote: CoachingNoteFactory,
     Subscription: SubscriptionFactory,
     NpsResponse: NpsResponseFactory,

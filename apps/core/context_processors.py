@@ -5,8 +5,10 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from apps.core.navigation import NAV_ITEMS
+from apps.core.navigation import nav_items_for
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
-    return {"nav_items": NAV_ITEMS, "base_currency": settings.BASE_CURRENCY}
+    user = getattr(request, "user", None)
+    items = nav_items_for(user) if user is not None and user.is_authenticated else []
+    return {"nav_items": items, "base_currency": settings.BASE_CURRENCY}

@@ -1,9 +1,14 @@
 """The main navigation, declared once. A page that is not built yet has no ``url_name``
-and is rendered as a disabled entry, so the layout is ready for it without a fake page."""
+and is rendered as a disabled entry, so the layout is ready for it without a fake page.
+An entry with ``visible_to`` is shown only to users the visibility policy lets use it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from apps.org import policy
 
 
 @dataclass(frozen=True)
@@ -11,14 +16,24 @@ class NavItem:
     label: str
     url_name: str | None
     section: str
+    visible_to: Callable[[Any], bool] | None = None
 
 
 NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Home", "home", "home"),
-    NavItem("Overview", None, "overview"),
-    NavItem("Pipeline", None, "pipeline"),
-    NavItem("Quotas", None, "quotas"),
-    NavItem("Team", None, "team"),
-    NavItem("Customers", None, "customers"),
+    NavItem("Overview", "dashboards:overview", "overview"),
+    NavItem("Pipeline", "dashboards:pipeline", "pipeline"),
+    NavItem("Attainment", "dashboards:attainment", "attainment"),
+    NavItem("Quotas", "quotas:index", "quotas"),
+    NavItem("Reviews", "reviews:index", "reviews"),
+    NavItem("Team", "dashboards:team", "team"),
+    NavItem("Customers", "dashboards:customers", "customers"),
     NavItem("Forecast", None, "forecast"),
+    NavItem("Imports", "imports:index", "imports", visible_to=policy.can_import),
+    NavItem("API", "api:docs", "api"),
 )
+
+
+def nav_items_for(user: Any) -> list[NavItem]:
+    """The entries ``user`` may see, in order."""
+    return [item for item in NAV_ITEMS if item.visible_to is None or item.visible_to(user)]

@@ -118,3 +118,126 @@ def team_or_user_q(scope: Scope, *, team_field: str, user_field: str) -> Q:
     return Q(**{f"{team_field}_id__in": scope.team_ids}) | Q(
         **{f"{user_field}_id__in": scope.user_ids}
     )
+
+
+# --- Quota plans and reviews ----------------------------------------------------------------
+def _is_executive(user: User) -> bool:
+    return user.is_superuser or user.role == Role.EXECUTIVE
+
+
+def _active(user: User | None) -> bool:
+    return user is not None and user.is_authenticated and user.is_active
+
+
+def ancestor_ids(team_id: int) -> list[int]:
+    """The teams strictly above ``team_id``, nearest first (one query)."""
+    parents = dict(Team.objects.values_list("id", "parent_id"))
+    result: list[int] = []
+    current = parents.get(team_id)
+    while current is not None and current not in result:
+        result.append(current)
+        current = parents.get(current)
+    return result
+
+
+def can_view_plan(user: User, team: Team) -> bool:
+    """See a team's quota plan: whoever sees the team (executives and RevOps admins all
+    teams, managers their subtree). Reps see only their own quotas, never a team plan."""
+    return _active(user) and scope_for(user).sees_team(team.pk)
+
+
+def can_plan_team(user: User, team: Team) -> bool:
+    """Edit and submit a team's quota plan: executives any team, a manager the teams they
+    run and every team below them. Reps and RevOps admins never."""
+    if not _active(user):
+        return False
+    if _is_executive(user):
+        return True
+    return user.role == Role.MANAGER and scope_for(user).sees_team(team.pk)
+
+
+def can_approve_plan(user: User, team: Team, *, submitted_by_id: int | None) -> bool:
+    """Approve (or send back) a submitted plan: an executive, or the manager of a team
+    strictly above ``team``; never the person who submitted it and never the person who
+    runs the team (nobody approves their own quota, an executive included)."""
+    if not _active(user) or (submitted_by_id is not None and submitted_by_id == user.pk):
+        return False
+    if team.manager_id == user.pk:
+        return False
+    if _is_executive(user):
+        return True
+    if user.role != Role.MANAGER:
+        return False
+    managed = set(Team.objects.filter(manager=user).values_list("id", flat=True))
+    return bool(managed.intersection(ancestor_ids(team.pk)))
+
+
+def can_lock_plan(user: User) -> bool:
+    """Lock an approved plan, and change quotas of a locked plan (with a reason)."""
+    return _active(user) and _is_executive(user)
+
+
+def can_acknowledge_review(user: User, rep_id: int) -> bool:
+    """Only the reviewed rep acknowledges their own review."""
+    return _active(user) and user.pk == rep_id
+
+
+# --- CRM records and deals (API, imports) ---------------------------------------------------
+#: What a rep may change on a deal they own: its progress, never who or what it is.
+REP_EDITABLE_DEAL_FIELDS: frozenset[str] = frozenset(
+    {"stage", "amount", "close_date", "forecast_category"}
+)
+
+
+def can_edit_crm(user: User | None) -> bool:
+    """Create, change and delete CRM and customer records (accounts, products, stages,
+    deals, subscriptions, NPS responses) and bulk-load them: executives, RevOps admins
+    and superusers."""
+    return _active(user) and (user.is_superuser or user.role in (Role.EXECUTIVE, Role.REVOPS_ADMIN))
+
+
+def deal_editable_fields(
+    user: User | None, *, owner_id: int, all_fields: frozenset[str]
+) -> frozenset[str]:
+    """Which of ``all_fields`` ``user`` may change on a deal owned by ``owner_id``: CRM
+    editors all of them, a manager all of them on deals owned inside their subtree, a rep
+    :data:`REP_EDITABLE_DEAL_FIELDS` on their own deals; otherwise none."""
+    if not _active(user):
+        return frozenset()
+    if can_edit_crm(user):
+        return all_fields
+    if user.role == Role.MANAGER and scope_for(user).sees_user(owner_id):
+        return all_fields
+    if user.role == Role.REP and user.pk == owner_id:
+        return all_fields & REP_EDITABLE_DEAL_FIELDS
+    return frozenset()
+
+
+def can_set_quota(user: User | None, *, rep: User | None = None, team: Team | None = None) -> bool:
+    """Set one quota directly (outside a plan): executives any; a manager a rep in their
+    subtree other than themselves (:func:`can_manage_user`), or a team strictly below a
+    team they run (nobody sets their own target). Locked plans are enforced by the
+    quota service on top of this."""
+    if not _active(user):
+        return False
+    if _is_executive(user):
+        return True
+    if user.role != Role.MANAGER:
+        return False
+    if rep is not None:
+        return can_manage_user(user, rep)
+    if team is None or team.manager_id == user.pk:
+        return False
+    managed = set(Team.objects.filter(manager=user).values_list("id", flat=True))
+    return bool(managed.intersection(ancestor_ids(team.pk)))
+
+
+def can_configure_team(user: User, team: Team) -> bool:
+    """Configure a team's review competencies: the same people who plan its quotas."""
+    return can_plan_team(user, team)
+
+
+def can_import(user: User | None) -> bool:
+    """Import files (CLI, the import wizard, saved mappings) and bulk-load rows through the
+    API: the people who may edit CRM records (executives, RevOps admins, superusers)."""
+    return can_edit_crm(user)
