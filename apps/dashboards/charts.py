@@ -245,8 +245,10 @@ def pipeline_waterfall(
     end_label: str,
     title: str,
     money: str,
+    step_urls: Sequence[str] | None = None,
 ) -> go.Figure:
-    """Pipeline then, each movement (rises green, falls red), pipeline now."""
+    """Pipeline then, each movement (rises green, falls red), pipeline now; ``step_urls``
+    are the drill-down links of the movements (the two totals have none)."""
     labels = [start_label, *[name for name, _ in steps], end_label]
     values = [_f(start), *[_f(v) for _, v in steps], _f(end)]
     measures = ["absolute", *["relative"] * len(steps), "total"]
@@ -259,6 +261,7 @@ def pipeline_waterfall(
             decreasing={"marker": {"color": COLORS["bad"]}},
             totals={"marker": {"color": COLORS["actual"]}},
             connector={"line": {"color": COLORS["grid"]}},
+            customdata=[None, *step_urls, None] if step_urls else None,
             texttemplate=money + "%{y:,.3s}",
             hovertemplate="%{x}: " + money + "%{y:,.0f}<extra></extra>",
         )
@@ -355,9 +358,11 @@ def mrr_movements(
     *,
     title: str,
     money: str,
+    urls: dict[str, Sequence[str]] | None = None,
 ) -> go.Figure:
     """Monthly MRR movements as relative bars (rises above zero, falls below) with the
-    closing MRR as a line on a second axis."""
+    closing MRR as a line on a second axis; ``urls`` maps a movement name to the
+    drill-down link of each of its bars."""
     colors = {
         "New": COLORS["good"],
         "Expansion": "#5cc29a",
@@ -371,6 +376,7 @@ def mrr_movements(
             y=[_f(v) for v in values],
             name=name,
             marker_color=colors.get(name, COLORS["neutral"]),
+            customdata=list((urls or {}).get(name, [])) or None,
             hovertemplate="%{x}: " + money + "%{y:,.0f}<extra>" + name + "</extra>",
         )
     fig.add_scatter(
@@ -429,8 +435,10 @@ def cohort_heatmap(
     rows: Sequence[Sequence[Number]],
     *,
     title: str,
+    urls: Sequence[Sequence[str | None]] | None = None,
 ) -> go.Figure:
-    """Retention heatmap: one row per cohort, one column per month since start."""
+    """Retention heatmap: one row per cohort, one column per month since start; ``urls``
+    (same shape as ``rows``) link each reached cell to the accounts behind it."""
     z = [[None if v is None else round(float(v) * 100, 1) for v in row] for row in rows]
     fig = go.Figure(
         go.Heatmap(
@@ -442,6 +450,7 @@ def cohort_heatmap(
             zmax=100,
             text=[["" if v is None else f"{v:.0f}%" for v in row] for row in z],
             texttemplate="%{text}",
+            customdata=[list(row) for row in urls] if urls else None,
             hovertemplate="%{y}, %{x}: %{z:.1f}% still paying<extra></extra>",
             colorbar={"ticksuffix": "%"},
         )

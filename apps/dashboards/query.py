@@ -42,6 +42,10 @@ ALLOWED = frozenset(PARAMS) | {
     "since",
     "group",
     "band",
+    "movement",
+    "step",
+    "cohort",
+    "month",
 }
 
 

@@ -11,6 +11,7 @@ the cent per deal), so a list always adds up to the figure that was clicked.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -321,9 +322,78 @@ def _convert(amount: Decimal, currency: str, day: date, rates) -> Decimal:
     return (amount * Decimal(str(rate))).quantize(CENT)
 
 
+@dataclass(frozen=True)
+class PipelineMove:
+    """One deal's part in a waterfall step: its open amount in the period then and now
+    (base currency, None when it was or is not open in the period) and the difference it
+    makes to the step."""
+
+    deal_id: int
+    step: str
+    before: Decimal | None
+    after: Decimal | None
+    change: Decimal
+
+
 def pipeline_changes(
     *, user: User, period: KpiPeriod, scope: KpiScope, filters: KpiFilters, since: datetime
 ) -> PipelineChanges:
+    """The waterfall of the open pipeline closing in ``period`` since ``since``: the
+    totals of ``pipeline_moves`` per step (three queries)."""
+    start, end, moves = pipeline_moves(
+        user=user, period=period, scope=scope, filters=filters, since=since
+    )
+    steps = {key: Decimal("0.00") for key, _ in WATERFALL_STEPS}
+    deals = {key: 0 for key, _ in WATERFALL_STEPS}
+    for move in moves:
+        steps[move.step] += move.change
+        deals[move.step] += 1
+    return PipelineChanges(since=since, start=start, end=end, steps=steps, deals=deals)
+
+
+@dataclass(frozen=True)
+class PipelineStepDeal:
+    """A deal behind a waterfall step, with its part in it (base currency)."""
+
+    deal: Opportunity
+    before: Decimal | None
+    after: Decimal | None
+    change: Decimal
+
+
+def pipeline_step_deals(
+    *,
+    user: User,
+    period: KpiPeriod,
+    scope: KpiScope,
+    filters: KpiFilters,
+    since: datetime,
+    step: str,
+) -> list[PipelineStepDeal]:
+    """The deals behind one waterfall step (four queries), largest change first; their
+    ``change`` adds up to the step of ``pipeline_changes`` for the same arguments."""
+    if step not in dict(WATERFALL_STEPS):
+        raise ApplicationError(
+            f"step must be one of {', '.join(k for k, _ in WATERFALL_STEPS)}; got {step!r}."
+        )
+    _, _, moves = pipeline_moves(
+        user=user, period=period, scope=scope, filters=filters, since=since
+    )
+    chosen = {m.deal_id: m for m in moves if m.step == step}
+    deals = Opportunity.objects.filter(pk__in=list(chosen)).select_related(
+        "account", "owner", "stage"
+    )
+    rows = [
+        PipelineStepDeal(d, chosen[d.pk].before, chosen[d.pk].after, chosen[d.pk].change)
+        for d in deals
+    ]
+    rows.sort(key=lambda r: (-abs(r.change), r.deal.pk))
+    return rows
+
+
+def pipeline_moves(
+    *, user: User, period: KpiPeriod, scope: KpiScope, filters: KpiFilters, since: datetime
+) -> tuple[Decimal, Decimal, list[PipelineMove]]:
     """Rebuild the open pipeline closing in ``period`` as it stood at ``since`` from the
     deal history, and classify every difference to today's (three queries).
 
@@ -353,6 +423,7 @@ def pipeline_changes(
             then_close=Subquery(latest.values("close_date")[:1]),
         )
         .values_list(
+            "pk",
             "stage__outcome",
             "amount",
             "currency",
@@ -365,19 +436,18 @@ def pipeline_changes(
     )
     rows = list(candidates)
     pairs: set[tuple[str, date]] = set()
-    for _, _, cur, close, _, _, then_cur, then_close in rows:
+    for _, _, _, cur, close, _, _, then_cur, then_close in rows:
         pairs.add((cur, close))
         if then_cur is not None:
             pairs.add((then_cur, then_close))
     rates = _rates(pairs)
-    steps = {key: Decimal("0.00") for key, _ in WATERFALL_STEPS}
-    deals = {key: 0 for key, _ in WATERFALL_STEPS}
+    moves: list[PipelineMove] = []
     start = end = Decimal("0.00")
 
     def inside(day: date | None) -> bool:
         return day is not None and period.start <= day <= period.end
 
-    for outcome, amount, cur, close, then_outcome, then_amount, then_cur, then_close in rows:
+    for pk, outcome, amount, cur, close, then_outcome, then_amount, then_cur, then_close in rows:
         was = then_outcome == Stage.Outcome.OPEN and inside(then_close)
         now = outcome == Stage.Outcome.OPEN and inside(close)
         before = _convert(_money(then_amount), then_cur, then_close, rates) if was else None
@@ -388,17 +458,14 @@ def pipeline_changes(
             end += after
         if before is not None and after is None:
             key = {Stage.Outcome.WON: "won", Stage.Outcome.LOST: "lost"}.get(outcome, "slipped_out")
-            steps[key] -= before
-            deals[key] += 1
+            moves.append(PipelineMove(pk, key, before, None, -before))
         elif after is not None and before is None:
             key = "new" if then_outcome is None else "pulled_in"
-            steps[key] += after
-            deals[key] += 1
+            moves.append(PipelineMove(pk, key, None, after, after))
         elif before is not None and after is not None and after != before:
             key = "amount_up" if after > before else "amount_down"
-            steps[key] += after - before
-            deals[key] += 1
-    return PipelineChanges(since=since, start=start, end=end, steps=steps, deals=deals)
+            moves.append(PipelineMove(pk, key, before, after, after - before))
+    return start, end, moves
 
 
 # --- Aging and slipped deals (detail tables) --------------------------------------------
@@ -722,10 +789,14 @@ class Cohorts:
 
 
 def cohort_retention(*, period: KpiPeriod, filters: KpiFilters, cohorts: int = 12) -> Cohorts:
-    """Cohorts of the ``cohorts`` months ending with the period's last month (one query
-    over the paying accounts' months). An account belongs to the month it first had MRR;
-    a later month counts it retained when it still has MRR that month."""
-    last = date(period.end.year, period.end.month, 1)
+    """Cohorts of the ``cohorts`` months ending with the period's last month, or with the
+    current month when the period runs on (one query over the paying accounts' months).
+    An account belongs to the month it first had MRR (on a month's first day); a later
+    month counts it retained when it still has MRR on that month's first day."""
+    today = timezone.localdate()
+    # The rollup carries months ahead of today (a subscription without an end is paying
+    # until it ends), which would show as retention that has not happened yet.
+    last = min(date(period.end.year, period.end.month, 1), date(today.year, today.month, 1))
     first = add_months(last, -(cohorts - 1))
     paying = AccountMrrRollup.objects.filter(_account_rollup_q(filters), mrr__gt=0)
     starts = paying.values("account_id").annotate(first=Min("month"))
@@ -749,6 +820,39 @@ def cohort_retention(*, period: KpiPeriod, filters: KpiFilters, cohorts: int = 1
             for k in range(cohorts)
         ]
     return Cohorts(months, {m: len(members[m]) for m in months}, rows)
+
+
+@dataclass(frozen=True)
+class CohortMember:
+    """An account of a cohort and its MRR on the first day of the month looked at (base
+    currency; 0 when it no longer pays)."""
+
+    account_id: int
+    name: str
+    segment: str
+    mrr: Decimal
+
+    @property
+    def paying(self) -> bool:
+        return self.mrr > 0
+
+
+def cohort_members(*, cohort: date, month: date, filters: KpiFilters) -> list[CohortMember]:
+    """The accounts whose first month with MRR is ``cohort`` (first days of months), with
+    their MRR on ``month``'s first day (three queries); the paying share is the cell of
+    ``cohort_retention`` for that cohort and month."""
+    paying = AccountMrrRollup.objects.filter(_account_rollup_q(filters), mrr__gt=0)
+    ids = list(
+        paying.values("account_id")
+        .annotate(first=Min("month"))
+        .filter(first=cohort)
+        .values_list("account_id", flat=True)
+    )
+    mrr = dict(paying.filter(month=month, account_id__in=ids).values_list("account_id", "mrr"))
+    accounts = Account.objects.filter(pk__in=ids).values_list("pk", "name", "segment")
+    rows = [CohortMember(pk, name, segment, _money(mrr.get(pk))) for pk, name, segment in accounts]
+    rows.sort(key=lambda r: (not r.paying, r.name.lower(), r.account_id))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -832,6 +936,36 @@ def account_mrr(*, period: KpiPeriod, filters: KpiFilters) -> list[AccountMrr]:
     ]
     rows.sort(key=lambda r: (-r.closing, -r.opening, r.name))
     return rows
+
+
+# How one account's MRR moved over one month, exactly as ``mrr_movements`` classifies it
+# (opening: MRR on the month's first day; closing: on the next month's first day), so the
+# accounts of one movement add up, through their change, to that movement's bar.
+MRR_MOVEMENTS: dict[str, Callable[[Decimal, Decimal], bool]] = {
+    "new": lambda opening, closing: opening <= 0 < closing,
+    "expansion": lambda opening, closing: 0 < opening < closing,
+    "contraction": lambda opening, closing: 0 < closing < opening,
+    "churn": lambda opening, closing: opening > 0 >= closing,
+}
+
+
+def accounts_by_movement(
+    rows: list[AccountMrr], *, period: KpiPeriod, movement: str
+) -> list[AccountMrr]:
+    """The rows of ``account_mrr`` for one fiscal month whose MRR moved as ``movement``
+    (new, expansion, contraction, churn); the sum of their ``change`` is that month's bar
+    of ``mrr_movements`` (churn and contraction negative). Movements are monthly, so a
+    longer period is refused rather than reclassified."""
+    if movement not in MRR_MOVEMENTS:
+        raise ApplicationError(
+            f"movement must be one of {', '.join(MRR_MOVEMENTS)}; got {movement!r}."
+        )
+    if len(period.months) != 1:
+        raise ApplicationError(
+            f"movement needs a single month as period (such as 2025-07); got {period.name!r}."
+        )
+    moved = MRR_MOVEMENTS[movement]
+    return [r for r in rows if moved(r.opening, r.closing)]
 
 
 NPS_GROUPS = {"promoters": (9, 10), "passives": (7, 8), "detractors": (0, 6)}

@@ -11,6 +11,8 @@ urlpatterns = [
     path("team/", views.team, name="team"),
     path("customers/", views.customers, name="customers"),
     path("records/", views.records, name="records"),
+    path("changes/", views.changes, name="changes"),
     path("accounts/", views.accounts, name="accounts"),
+    path("cohort/", views.cohort, name="cohort"),
     path("responses/", views.responses, name="responses"),
 ]

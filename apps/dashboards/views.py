@@ -32,9 +32,11 @@ from apps.dashboards.selectors import (
     WATERFALL_STEPS,
     NpsSplit,
     account_mrr,
+    accounts_by_movement,
     aging_deals,
     attainment_band,
     attainment_bands,
+    cohort_members,
     cohort_retention,
     drill_metric,
     drilldown_deals,
@@ -46,6 +48,7 @@ from apps.dashboards.selectors import (
     pipeline_by_month_and_category,
     pipeline_by_stage,
     pipeline_changes,
+    pipeline_step_deals,
     rep_attainment,
     rep_scorecards,
     slipped_moves,
@@ -599,9 +602,15 @@ def _pipeline(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]
             user=user, period=query.period, scope=query.scope, filters=query.filters, since=since
         )
         step_labels = dict(WATERFALL_STEPS)
+        since_text = since.date().isoformat()
+        step_urls = {
+            key: f"{reverse('dashboards:changes')}?" + query.querystring(since=since_text, step=key)
+            for key in changes.steps
+        }
         waterfall = charts.pipeline_waterfall(
             start=changes.start,
             steps=[(step_labels[k], v) for k, v in changes.steps.items()],
+            step_urls=[step_urls[k] for k in changes.steps],
             end=changes.end,
             start_label=f"On {since:%d %b}",
             end_label="Now",
@@ -635,7 +644,8 @@ def _pipeline(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]
             else None,
             "changes": changes,
             "change_rows": [
-                (step_labels[k], changes.deals[k], v) for k, v in changes.steps.items()
+                (step_labels[k], changes.deals[k], v, step_urls[k])
+                for k, v in changes.steps.items()
             ],
             "aging": aging_deals(
                 user=user, period=query.period, scope=query.scope, filters=query.filters
@@ -655,6 +665,130 @@ def _pipeline(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]
 @require_GET
 def pipeline(request: HttpRequest) -> HttpResponse:
     return _frame(request, "dashboards/pipeline.html", "pipeline", _pipeline(request))
+
+
+# --- Pipeline changes drill-down -------------------------------------------------------
+
+CHANGE_SORTS: dict[str, Callable[[Any], Any]] = {
+    "change": lambda r: r.change,
+    "name": lambda r: r.deal.name.lower(),
+    "account": lambda r: r.deal.account.name.lower(),
+    "owner": lambda r: (r.deal.owner.get_full_name() or r.deal.owner.username).lower(),
+    "close": lambda r: r.deal.close_date,
+}
+
+
+def _step_rows(request: HttpRequest, query: DashboardQuery) -> tuple[str, str, list]:
+    """The requested step, the sort key and the deals behind the step, sorted."""
+    step = request.GET.get("step") or ""
+    sort = request.GET.get("sort") or "change"
+    if sort.lstrip("-") not in CHANGE_SORTS:
+        raise ApplicationError(
+            f"sort must be one of {', '.join(sorted(CHANGE_SORTS))} (prefix - for descending)."
+        )
+    rows = pipeline_step_deals(
+        user=request.user,
+        period=query.period,
+        scope=query.scope,
+        filters=query.filters,
+        since=_since(request.GET.get("since")),
+        step=step,
+    )
+    rows.sort(key=CHANGE_SORTS[sort.lstrip("-")], reverse=sort.startswith("-"))
+    return step, sort, rows
+
+
+@require_GET
+def changes(request: HttpRequest) -> HttpResponse:
+    """The deals behind one step of the pipeline waterfall (new, pulled in, amount up or
+    down, won, lost, slipped out): each deal's open amount then and now and its part in
+    the step; the total of that column is the step clicked."""
+
+    def build(query: DashboardQuery) -> dict[str, Any]:
+        step, sort, rows = _step_rows(request, query)
+        since = _since(request.GET.get("since")).date().isoformat()
+        extra = {"since": since, "step": step}
+        headers = []
+        for key, label in (
+            ("name", "Deal"),
+            ("account", "Account"),
+            ("owner", "Owner"),
+            (None, "Stage now"),
+            ("close", "Close date now"),
+            (None, f"Open in period on {since}"),
+            (None, "Open in period now"),
+            ("change", "Change"),
+        ):
+            headers.append(
+                {
+                    "label": label,
+                    "url": "?" + query.querystring(**extra, sort=key if sort != key else f"-{key}")
+                    if key
+                    else None,
+                    "active": sort.lstrip("-") == key,
+                    "descending": sort.startswith("-"),
+                    "num": key in (None, "change") and label != "Stage now",
+                }
+            )
+        return {
+            "step": step,
+            "step_label": dict(WATERFALL_STEPS)[step],
+            "since": since,
+            "total": sum((r.change for r in rows), Decimal("0.00")),
+            "count": len(rows),
+            "page": Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page")),
+            "headers": headers,
+            "pipeline_url": f"{reverse('dashboards:pipeline')}?{query.querystring(since=since)}",
+            "page_query": query.querystring(**extra, sort=sort),
+            "csv_url": "?" + query.querystring(**extra, sort=sort, format="csv"),
+        }
+
+    file_format = request.GET.get("format") or ""
+    if file_format == "csv":
+        try:
+            return _changes_csv(request)
+        except KpiPermissionError:
+            raise Http404("No such view.") from None
+        except ApplicationError:
+            pass  # the page below shows the reason with a 400
+    elif file_format:
+        return _bad_format(request)
+    return _frame(request, "dashboards/changes.html", "pipeline", build)
+
+
+def _changes_csv(request: HttpRequest) -> HttpResponse:
+    query = query_parse(request.GET, user=request.user)
+    step, _, rows = _step_rows(request, query)
+    base = settings.BASE_CURRENCY
+    return download_response(
+        filename=f"pipeline-{step}-{query.period.name}".replace("..", "_"),
+        file_format="csv",
+        headers=[
+            "External id",
+            "Deal",
+            "Account",
+            "Owner",
+            "Stage now",
+            "Close date now",
+            f"Open in period then ({base})",
+            f"Open in period now ({base})",
+            f"Change ({base})",
+        ],
+        rows=(
+            (
+                r.deal.external_id,
+                r.deal.name,
+                r.deal.account.name,
+                r.deal.owner.get_full_name() or r.deal.owner.username,
+                r.deal.stage.name,
+                r.deal.close_date,
+                r.before,
+                r.after,
+                r.change,
+            )
+            for r in rows
+        ),
+    )
 
 
 # --- Quotas and attainment -------------------------------------------------------------
@@ -811,6 +945,15 @@ def team(request: HttpRequest) -> HttpResponse:
 # --- Customers -------------------------------------------------------------------------
 
 
+# Bar names of the MRR movement chart and the ``movement`` of the accounts behind each.
+MOVEMENT_LABELS = (
+    ("New", "new"),
+    ("Expansion", "expansion"),
+    ("Contraction", "contraction"),
+    ("Churn", "churn"),
+)
+
+
 def _customers(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]]:
     user = request.user
 
@@ -877,6 +1020,16 @@ def _customers(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any
                     [v for _, v in mrr.series],
                     title="MRR movements and closing MRR, last 12 months",
                     money=symbol,
+                    urls={
+                        label: [
+                            f"{reverse('dashboards:accounts')}?"
+                            + query.querystring(
+                                period=m.month.strftime("%Y-%m"), movement=key, sort="change"
+                            )
+                            for m in moves
+                        ]
+                        for label, key in MOVEMENT_LABELS
+                    },
                 )
             ),
             "retention_chart": charts.figure_json(
@@ -896,6 +1049,13 @@ def _customers(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any
                     [cohorts.sizes[m] for m in cohorts.months],
                     [cohorts.rows[m] for m in cohorts.months],
                     title="Logo retention by cohort (first paying month)",
+                    urls=[
+                        [
+                            _cohort_url(query, m, k) if value is not None else None
+                            for k, value in enumerate(cohorts.rows[m])
+                        ]
+                        for m in cohorts.months
+                    ],
                 )
             )
             if any(cohorts.sizes.values())
@@ -939,6 +1099,114 @@ def customers(request: HttpRequest) -> HttpResponse:
     return _frame(request, "dashboards/customers.html", "customers", _customers(request))
 
 
+# --- Cohort drill-down -----------------------------------------------------------------
+
+
+def _cohort_url(query: DashboardQuery, cohort: date, months_later: int) -> str:
+    month = add_months(cohort, months_later)
+    params = query.querystring(cohort=cohort.strftime("%Y-%m"), month=month.strftime("%Y-%m"))
+    return f"{reverse('dashboards:cohort')}?{params}"
+
+
+def _month_param(request: HttpRequest, name: str) -> date:
+    raw = (request.GET.get(name) or "").strip()
+    try:
+        return date.fromisoformat(f"{raw}-01")
+    except ValueError:
+        raise ApplicationError(f"{name} must be a month YYYY-MM, got {raw!r}.") from None
+
+
+COHORT_SORTS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda r: r.name.lower(),
+    "mrr": lambda r: r.mrr,
+}
+
+
+def _cohort_rows(request: HttpRequest, query: DashboardQuery) -> tuple[date, date, str, list]:
+    """The cohort month, the month looked at, the sort key and the cohort's accounts."""
+    if query.scope.kind != "company":
+        raise ApplicationError("Customer figures are company-wide; choose the whole company.")
+    cohort, month = _month_param(request, "cohort"), _month_param(request, "month")
+    if month < cohort:
+        raise ApplicationError("month must not be before the cohort's month.")
+    if month > timezone.localdate():
+        raise ApplicationError("month must not be in the future.")
+    sort = request.GET.get("sort") or "name"
+    if sort.lstrip("-") not in COHORT_SORTS:
+        raise ApplicationError(
+            f"sort must be one of {', '.join(sorted(COHORT_SORTS))} (prefix - for descending)."
+        )
+    rows = cohort_members(cohort=cohort, month=month, filters=query.customer_filters)
+    rows.sort(key=COHORT_SORTS[sort.lstrip("-")], reverse=sort.startswith("-"))
+    # Paying accounts first whatever the order within each group (a stable sort).
+    rows.sort(key=lambda r: not r.paying)
+    return cohort, month, sort, rows
+
+
+@require_GET
+def cohort(request: HttpRequest) -> HttpResponse:
+    """The accounts of one cohort (first month with MRR) and which still pay on the first
+    day of a later month; the paying share is the heatmap cell clicked."""
+
+    def build(query: DashboardQuery) -> dict[str, Any]:
+        if query.scope.kind != "company":
+            return {"company_only": True}
+        cohort_month, month, sort, rows = _cohort_rows(request, query)
+        paying = sum(1 for r in rows if r.paying)
+        extra = {"cohort": cohort_month.strftime("%Y-%m"), "month": month.strftime("%Y-%m")}
+        headers = [
+            {
+                "label": label,
+                "url": "?" + query.querystring(**extra, sort=key if sort != key else f"-{key}"),
+                "active": sort.lstrip("-") == key,
+                "descending": sort.startswith("-"),
+                "num": key == "mrr",
+            }
+            for key, label in (("name", "Account"), ("mrr", f"MRR on {month:%d %b %Y}"))
+        ]
+        return {
+            "company_only": False,
+            "cohort_month": cohort_month,
+            "month": month,
+            "months_later": (month.year - cohort_month.year) * 12
+            + month.month
+            - cohort_month.month,
+            "size": len(rows),
+            "paying": paying,
+            "share": calc.ratio(paying, len(rows)),
+            "mrr_total": sum((r.mrr for r in rows), Decimal("0.00")),
+            "headers": headers,
+            "page": Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page")),
+            "page_query": query.querystring(**extra, sort=sort),
+            "csv_url": "?" + query.querystring(**extra, sort=sort, format="csv"),
+            "customers_url": f"{reverse('dashboards:customers')}?{query.querystring()}",
+        }
+
+    file_format = request.GET.get("format") or ""
+    if file_format == "csv":
+        try:
+            return _cohort_csv(request)
+        except KpiPermissionError:
+            raise Http404("No such view.") from None
+        except ApplicationError:
+            pass  # the page below shows the reason with a 400
+    elif file_format:
+        return _bad_format(request)
+    return _frame(request, "dashboards/cohort.html", "customers", build)
+
+
+def _cohort_csv(request: HttpRequest) -> HttpResponse:
+    query = query_parse(request.GET, user=request.user)
+    cohort_month, month, _, rows = _cohort_rows(request, query)
+    base = settings.BASE_CURRENCY
+    return download_response(
+        filename=f"cohort-{cohort_month:%Y-%m}-at-{month:%Y-%m}",
+        file_format="csv",
+        headers=["Account", "Segment", f"Paying on {month.isoformat()}", f"MRR ({base})"],
+        rows=((r.name, r.segment, "yes" if r.paying else "no", r.mrr) for r in rows),
+    )
+
+
 # --- Customer accounts drill-down ------------------------------------------------------
 
 ACCOUNT_SORTS = {
@@ -963,13 +1231,15 @@ def accounts(request: HttpRequest) -> HttpResponse:
             raise ApplicationError(
                 f"sort must be one of {', '.join(sorted(ACCOUNT_SORTS))} (prefix - for descending)."
             )
-        rows = account_mrr(period=query.period, filters=query.customer_filters)
+        movement = request.GET.get("movement") or None
+        rows = _account_rows(query, movement)
         rows.sort(key=ACCOUNT_SORTS[sort.lstrip("-")], reverse=sort.startswith("-"))
         kept = [r for r in rows if r.opening > 0]
         totals = {
             "accounts": len(rows),
             "opening": sum((r.opening for r in rows), Decimal("0.00")),
             "closing": sum((r.closing for r in rows), Decimal("0.00")),
+            "change": sum((r.change for r in rows), Decimal("0.00")),
             "nrr": calc.net_revenue_retention(
                 calc.RetentionTotals(
                     opening=sum((r.opening for r in kept), Decimal("0.00")),
@@ -990,7 +1260,8 @@ def accounts(request: HttpRequest) -> HttpResponse:
             headers.append(
                 {
                     "label": label,
-                    "url": "?" + query.querystring(sort=key if sort != key else f"-{key}"),
+                    "url": "?"
+                    + query.querystring(sort=key if sort != key else f"-{key}", movement=movement),
                     "active": sort.lstrip("-") == key,
                     "descending": sort.startswith("-"),
                     "num": key != "name",
@@ -1001,8 +1272,10 @@ def accounts(request: HttpRequest) -> HttpResponse:
             "page": Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page")),
             "totals": totals,
             "headers": headers,
-            "page_query": query.querystring(sort=sort),
-            "csv_url": "?" + query.querystring(sort=sort, format="csv"),
+            "movement": movement,
+            "all_url": "?" + query.querystring(sort=sort),
+            "page_query": query.querystring(sort=sort, movement=movement),
+            "csv_url": "?" + query.querystring(sort=sort, movement=movement, format="csv"),
         }
 
     file_format = request.GET.get("format") or ""
@@ -1018,11 +1291,20 @@ def accounts(request: HttpRequest) -> HttpResponse:
     return _frame(request, "dashboards/accounts.html", "customers", build)
 
 
+def _account_rows(query: DashboardQuery, movement: str | None) -> list:
+    """The accounts of the period, or (``movement``) only those behind one MRR movement
+    bar of a single month."""
+    rows = account_mrr(period=query.period, filters=query.customer_filters)
+    if movement is None:
+        return rows
+    return accounts_by_movement(rows, period=query.period, movement=movement)
+
+
 def _accounts_csv(request: HttpRequest) -> HttpResponse:
     query = query_parse(request.GET, user=request.user)
     if query.scope.kind != "company":
         raise ApplicationError("Customer figures are company-wide; choose the whole company.")
-    rows = account_mrr(period=query.period, filters=query.customer_filters)
+    rows = _account_rows(query, request.GET.get("movement") or None)
     base = settings.BASE_CURRENCY
     return download_response(
         filename=f"accounts-mrr-{query.period.name}".replace("..", "_"),

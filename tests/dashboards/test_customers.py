@@ -3,17 +3,18 @@ NPS by segment, company-only scope, roles and query counts."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.dashboards.selectors import cohort_retention, mrr_movements, nps_by_segment
 from apps.kpis.selectors import KpiFilters, kpi_value, period_parse
-from apps.kpis.services import rollups_rebuild
+from apps.kpis.services import add_months, rollups_rebuild
 
 D = Decimal
 CUSTOMERS = reverse("dashboards:customers")
@@ -120,6 +121,8 @@ class TestCustomers:
 
 
 ACCOUNTS = reverse("dashboards:accounts")
+COHORT = reverse("dashboards:cohort")
+ONE_DAY = timedelta(days=1)
 
 
 @pytest.mark.django_db
@@ -140,6 +143,122 @@ class TestAccountsDrillDown:
         assert mrr_tile.url == f"{ACCOUNTS}?period={Q3}&segment=smb"
         smb = client.get(mrr_tile.url).context["totals"]
         assert smb["closing"] == closing(w, Q3, filters=KpiFilters(segment="smb"))
+
+    def test_every_mrr_movement_bar_lists_accounts_adding_up_to_it(self, client, customers):
+        # Given Delta paying 800 from January, of which 300 ends on 08-01: a contraction in
+        # July, so every movement kind has a non-zero bar somewhere in the last 12 months
+        w = customers
+        w.subscription("Delta", "500", date(2024, 1, 1))
+        w.subscription("Delta", "300", date(2024, 1, 1), date(2024, 8, 1))
+        rollups_rebuild()
+        client.force_login(w.cso)
+        moves = {
+            m.month.strftime("%b %Y"): m
+            for m in mrr_movements(
+                period=period_parse("2023-10-01..2024-09-30"), filters=KpiFilters()
+            )
+        }
+        # When every bar of the chart is followed to its accounts list
+        chart = client.get(CUSTOMERS, {"period": Q3}).context["mrr_chart"]
+        followed = 0
+        for trace in chart["data"][:4]:
+            field = trace["name"].lower()
+            for label, y, url in zip(trace["x"], trace["y"], trace["customdata"], strict=True):
+                response = client.get(url)
+                assert response.status_code == 200
+                # Then the listed accounts' change adds up to the bar, to the cent
+                change = response.context["totals"]["change"]
+                assert change == getattr(moves[label], field)
+                assert float(change) == y
+                followed += bool(change)
+        assert followed == 4  # June new; July expansion, contraction and churn
+        july = {
+            kind: client.get(ACCOUNTS, {"period": "2024-07", "movement": kind})
+            for kind in ("new", "expansion", "contraction", "churn")
+        }
+        assert [r.name for r in july["churn"].context["page"].object_list] == ["Beta"]
+        assert [r.name for r in july["contraction"].context["page"].object_list] == ["Delta"]
+        assert july["expansion"].context["totals"]["change"] == D("300.00")
+        assert july["new"].context["totals"]["accounts"] == 0
+        # the CSV of a movement lists the same accounts
+        csv_response = client.get(
+            ACCOUNTS, {"period": "2024-07", "movement": "churn", "format": "csv"}
+        )
+        assert csv_response.content.decode("utf-8-sig").strip().splitlines()[1:] == [
+            "Beta,enterprise,2000.00,0.00"
+        ]
+
+    def test_every_cohort_cell_lists_the_accounts_behind_its_share(self, client, customers):
+        # Given the January 2024 cohort Acme and Beta (Beta stops paying on 08-01) and the
+        # July cohort Gamma
+        w = customers
+        client.force_login(w.cso)
+        chart = client.get(CUSTOMERS, {"period": Q3}).context["cohort_chart"]
+        heatmap = chart["data"][0]
+        followed = 0
+        # When every reached cell of the heatmap is followed to its accounts
+        for z_row, url_row in zip(heatmap["z"], heatmap["customdata"], strict=True):
+            for z, url in zip(z_row, url_row, strict=True):
+                if z is None:
+                    assert url is None  # a month not reached has no list
+                    continue
+                response = client.get(url)
+                assert response.status_code == 200
+                # Then the paying share of the list is the cell
+                assert round(float(response.context["share"]) * 100, 1) == z
+                followed += 1
+        assert followed == 9 + 3  # January to September, July to September
+        august = client.get(COHORT, {"cohort": "2024-01", "month": "2024-08"})
+        members = [(r.name, r.paying) for r in august.context["page"].object_list]
+        assert members == [("Acme", True), ("Beta", False)]
+        assert august.context["share"] == D("0.5")
+        csv_lines = (
+            client.get(COHORT, {"cohort": "2024-01", "month": "2024-08", "format": "csv"})
+            .content.decode("utf-8-sig")
+            .strip()
+            .splitlines()
+        )
+        assert csv_lines[1:] == ["Acme,smb,yes,1000.00", "Beta,enterprise,no,0.00"]
+
+    def test_cohort_list_bad_input_and_scope(self, client, customers):
+        client.force_login(customers.cso)
+        for params, message in (
+            ({"cohort": "2024-13", "month": "2024-08"}, "cohort must be a month"),
+            ({"cohort": "2024-08", "month": "2024-07"}, "before the cohort"),
+            ({"cohort": "2024-01", "month": "2999-01"}, "future"),
+            ({"cohort": "2024-01", "month": "2024-08", "sort": "size"}, "sort must be one of"),
+        ):
+            response = client.get(COHORT, params)
+            assert response.status_code == 400
+            assert message in response.content.decode()
+        client.force_login(customers.manager_east)
+        params = {"cohort": "2024-01", "month": "2024-08"}
+        assert client.get(COHORT, params).context["company_only"] is True
+        assert client.get(COHORT, {**params, "team": customers.west.pk}).status_code == 404
+
+    def test_cohorts_stop_at_the_current_month(self, customers):
+        # Given a subscription without an end (the rollup carries it into future months)
+        today = timezone.localdate()
+        this_month = date(today.year, today.month, 1)
+        customers.subscription("Omega", "100", add_months(this_month, -2))
+        rollups_rebuild()
+        # When the cohorts of a period running three months ahead are built
+        ahead = add_months(this_month, 3)
+        period = period_parse(f"{add_months(this_month, -8)}..{add_months(ahead, 1) - ONE_DAY}")
+        cohorts = cohort_retention(period=period, filters=KpiFilters())
+        # Then nothing after this month is shown as retained
+        assert cohorts.months[-1] == this_month
+        row = cohorts.rows[add_months(this_month, -2)]
+        assert row[:3] == [D(1), D(1), D(1)] and row[3] is None
+
+    def test_movement_needs_one_month_and_a_known_kind(self, client, customers):
+        client.force_login(customers.cso)
+        quarter = client.get(ACCOUNTS, {"period": Q3, "movement": "churn"})
+        assert quarter.status_code == 400
+        assert "single month" in quarter.content.decode()
+        unknown = client.get(ACCOUNTS, {"period": "2024-07", "movement": "growth"})
+        assert unknown.status_code == 400
+        assert "movement must be one of" in unknown.content.decode()
 
     def test_csv_sort_and_bad_input(self, client, customers):
         client.force_login(customers.cso)

@@ -20,6 +20,7 @@ from tests.kpis.conftest import at
 D = Decimal
 PIPELINE = reverse("dashboards:pipeline")
 RECORDS = reverse("dashboards:records")
+CHANGES = reverse("dashboards:changes")
 
 
 def get(client, user, url, **params):
@@ -85,6 +86,93 @@ class TestPipelinePage:
         assert changes.steps["new"] == D("700.00")
         assert changes.start + sum(changes.steps.values()) == changes.end
         assert new.pk  # the new deal exists now but had no history on 15 July
+
+    def test_every_waterfall_step_lists_deals_adding_up_to_it(self, client, book):
+        # Given, besides d5 (10000) and d6 (4000) open in Q3 on 15 July, deals created on
+        # 1 July that are then won, lost (in EUR), pulled into Q3 and shrunk; d6 slips out,
+        # d5 grows and one deal is new
+        w = book
+        d5 = next(o for o in w.rep_a.opportunities.all() if o.amount == D("10000"))
+        d6 = next(o for o in w.rep_b.opportunities.all() if o.amount == D("4000"))
+        july, q3_close = date(2024, 7, 1), date(2024, 9, 10)
+        won = w.deal(owner=w.rep_a, amount="1500", stage="qualify", created=july, close=q3_close)
+        lost = w.deal(
+            owner=w.rep_b,
+            amount="800",
+            currency="EUR",
+            stage="qualify",
+            created=july,
+            close=q3_close,
+        )
+        pulled = w.deal(
+            owner=w.rep_c, amount="600", stage="qualify", created=july, close=date(2024, 10, 20)
+        )
+        shrunk = w.deal(owner=w.rep_a, amount="900", stage="propose", created=july, close=q3_close)
+        w.move(d6, when=at(date(2024, 8, 1)), close_date=date(2024, 10, 15))
+        w.move(d5, when=at(date(2024, 8, 2)), amount=D("12000"))
+        w.deal(
+            owner=w.rep_c, amount="700", stage="prospect", created=date(2024, 8, 3), close=q3_close
+        )
+        w.move(won, when=at(date(2024, 8, 5)), stage="won")
+        w.move(lost, when=at(date(2024, 8, 6)), stage="lost")
+        w.move(pulled, when=at(date(2024, 8, 7)), close_date=q3_close)
+        w.move(shrunk, when=at(date(2024, 8, 8)), amount=D("400"))
+        rollups_rebuild()
+        client.force_login(w.cso)
+        page = client.get(PIPELINE, {"period": Q3, "since": "2024-07-15"})
+        changes = page.context["changes"]
+        trace = page.context["waterfall_chart"]["data"][0]
+        # When every step of the waterfall is followed to its deals
+        totals = {}
+        steps = zip(trace["x"], trace["y"], trace["customdata"], strict=True)
+        for label, y, url in list(steps)[1:-1]:
+            response = client.get(url)
+            assert response.status_code == 200
+            step = response.context["step"]
+            # Then the deals' changes add up to the step, to the cent
+            assert response.context["total"] == changes.steps[step]
+            assert response.context["count"] == changes.deals[step]
+            assert float(response.context["total"]) == y
+            totals[label] = response.context["total"]
+        assert totals == {
+            "New": D("700.00"),
+            "Pulled in": D("600.00"),
+            "Amount up": D("2000.00"),
+            "Amount down": D("-500.00"),
+            "Won": D("-1500.00"),
+            "Lost": D("-880.00"),  # 800 EUR at the rate of 09-10 (1.10)
+            "Slipped out": D("-4000.00"),
+        }
+        assert trace["customdata"][0] is None and trace["customdata"][-1] is None
+        # the table under the chart links to the same lists
+        assert [row[3] for row in page.context["change_rows"]] == trace["customdata"][1:-1]
+        # CSV of one step: the same deals and amounts
+        lines = (
+            client.get(
+                CHANGES, {"period": Q3, "since": "2024-07-15", "step": "lost", "format": "csv"}
+            )
+            .content.decode("utf-8-sig")
+            .strip()
+            .splitlines()
+        )
+        assert len(lines) == 2 and lines[1].endswith(",880.00,,-880.00")
+        # a rep sees only their own deals behind a step
+        client.force_login(w.rep_b)
+        mine = client.get(CHANGES, {"period": Q3, "since": "2024-07-15", "step": "amount_up"})
+        assert mine.context["count"] == 0
+
+    def test_step_list_bad_input(self, client, book):
+        client.force_login(book.cso)
+        for params, message in (
+            ({"step": "grown"}, "step must be one of"),
+            ({"step": "new", "sort": "size"}, "sort must be one of"),
+            ({"step": "new", "since": "2999-01-01"}, "future"),
+        ):
+            response = client.get(CHANGES, {"period": Q3, **params})
+            assert response.status_code == 400
+            assert message in response.content.decode()
+        client.force_login(book.manager_east)
+        assert client.get(CHANGES, {"step": "new", "team": book.west.pk}).status_code == 404
 
     def test_bad_since_is_a_clear_400(self, client, book):
         for since, message in (("yesterday", "since must be a date"), ("2999-01-01", "future")):

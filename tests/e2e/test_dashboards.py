@@ -94,3 +94,39 @@ def test_filter_and_drill_down_add_up(page, live_server, demo, screenshot):
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_url(re.compile(r"/dashboards/records/.*period=\d{4}-\d{2}-01\.\."))
     assert page.console_errors == []
+
+
+def _click_centre(page, locator) -> None:
+    locator.scroll_into_view_if_needed()
+    box = locator.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def test_customer_charts_drill_down(page, live_server, demo, screenshot):
+    login(page, live_server.url, demo["executive"], DEMO_PASSWORD)
+    page.wait_for_selector("text=Log out")
+    page.goto(f"{live_server.url}/dashboards/customers/")
+    _charts_rendered(page)
+    # When the oldest cohort's first month (always reached) is clicked in the heatmap
+    area = page.locator("[data-chart=chart-cohorts] .nsewdrag").first
+    area.scroll_into_view_if_needed()
+    box = area.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 24, box["y"] + box["height"] / 24)
+    # Then the cohort's accounts are listed, all of them paying in their first month
+    page.wait_for_url(re.compile(r"/dashboards/cohort/.*cohort=\d{4}-\d{2}&month=\d{4}-\d{2}"))
+    assert page.inner_text("[data-testid=cohort-share]") == "100.0%"
+    screenshot(page, "dashboard-cohort")
+    # And an MRR movement bar lists the accounts that moved, adding up to the bar
+    page.goto(f"{live_server.url}/dashboards/customers/")
+    _charts_rendered(page)
+    bars = page.locator("[data-chart=chart-mrr] .bars .point path")
+    sized = [
+        bars.nth(i)
+        for i in range(bars.count())
+        if (bars.nth(i).bounding_box() or {"height": 0})["height"] > 4
+    ]
+    _click_centre(page, sized[0])
+    page.wait_for_url(re.compile(r"/dashboards/accounts/.*movement="))
+    assert page.inner_text("[data-testid=records-change]") != "—"
+    screenshot(page, "dashboard-accounts-movement")
+    assert page.console_errors == []
