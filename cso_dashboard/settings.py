@@ -91,6 +91,9 @@ INSTALLED_APPS = [
     "apps.demo",
     "apps.imports",
     "apps.dashboards",
+    "apps.forecasting",
+    "apps.forecasting.engine",
+    "apps.digests",
     "apps.api",
 ]
 
@@ -199,6 +202,30 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "kpis-rollups-rebuild-nightly": {
         "task": "kpis.rollups_rebuild",
         "schedule": crontab(hour=env_int("ROLLUPS_REBUILD_HOUR", 2), minute=15),
+    },
+    # Forecasts: every method for every scope each night (after the rollups), the weekly
+    # snapshot that accuracy is scored on, and the weekly retraining of the ML model.
+    "forecasting-recompute-nightly": {
+        "task": "forecasting.forecasts_recompute",
+        "schedule": crontab(hour=env_int("ROLLUPS_REBUILD_HOUR", 2) + 1, minute=15),
+    },
+    "forecasting-snapshot-weekly": {
+        "task": "forecasting.forecasts_snapshot",
+        "schedule": crontab(
+            day_of_week="mon", hour=env_int("ROLLUPS_REBUILD_HOUR", 2) + 2, minute=0
+        ),
+    },
+    "forecasting-model-train-weekly": {
+        "task": "forecast_engine.model_train",
+        "schedule": crontab(
+            day_of_week="sun", hour=env_int("ROLLUPS_REBUILD_HOUR", 2) + 1, minute=45
+        ),
+    },
+    # Digests: the dispatcher finds due subscriptions and threshold alerts; delivery is
+    # exactly-once per subscription and period, so running it often (or twice) is safe.
+    "digests-dispatch": {
+        "task": "digests.dispatch",
+        "schedule": env_int("DIGESTS_DISPATCH_SECONDS", 300),
     },
 }
 

@@ -23,4 +23,6 @@ urlpatterns = [
     path("reviews/", include("apps.performance.urls")),
     path("imports/", include("apps.imports.urls")),
     path("dashboards/", include("apps.dashboards.urls")),
+    path("forecast/", include("apps.forecasting.urls")),
+    path("digests/", include("apps.digests.urls")),
 ]

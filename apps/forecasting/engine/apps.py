@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ForecastEngineConfig(AppConfig):
+    name = "apps.forecasting.engine"
+    label = "forecast_engine"
