@@ -24,13 +24,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.api import filters, services
+from apps.api import filters
 from apps.api import serializers as api_serializers
 from apps.api.renderers import EXPORT_FORMATS, CsvRenderer, XlsxRenderer
 from apps.api.throttling import BulkThrottle, UserThrottle
 from apps.core.errors import ApplicationError
+from apps.crm import services as crm_services
 from apps.crm.models import Account, Opportunity, OpportunityHistory, Product, Stage
 from apps.crm.services import EDITABLE_FIELDS, opportunity_create, opportunity_update
+from apps.customers import services as customer_services
 from apps.customers.models import NpsResponse, Subscription
 from apps.imports.models import ImportJob
 from apps.org.models import Team, User
@@ -265,20 +267,24 @@ class UserViewSet(ApiViewSetMixin, viewsets.ReadOnlyModelViewSet):
 # --- crm and customers: reference records -------------------------------------------------
 class RecordViewSet(ApiViewSetMixin, viewsets.ModelViewSet):
     """Reference and customer records: readable by everyone signed in, written by CRM
-    editors through :mod:`apps.api.services`."""
+    editors through their domain's services (:mod:`apps.crm.services` for accounts,
+    products and stages, :mod:`apps.customers.services` for subscriptions and NPS)."""
 
     permission_classes = [CrmWritePermission]
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    create_record = staticmethod(crm_services.reference_record_create)
+    update_record = staticmethod(crm_services.reference_record_update)
+    delete_record = staticmethod(crm_services.reference_record_delete)
 
     def perform_create(self, serializer) -> None:
         model = serializer.Meta.model
-        serializer.instance = services.record_create(model=model, data=serializer.validated_data)
+        serializer.instance = self.create_record(model=model, data=serializer.validated_data)
 
     def perform_update(self, serializer) -> None:
-        services.record_update(record=serializer.instance, changes=serializer.validated_data)
+        self.update_record(record=serializer.instance, changes=serializer.validated_data)
 
     def perform_destroy(self, instance) -> None:
-        services.record_delete(record=instance)
+        self.delete_record(record=instance)
 
     @bulk_action
     def bulk(self, request: Request) -> Response:
@@ -315,7 +321,13 @@ class StageViewSet(RecordViewSet):
     bulk_kind = "stages"
 
 
-class SubscriptionViewSet(RecordViewSet):
+class CustomerRecordViewSet(RecordViewSet):
+    create_record = staticmethod(customer_services.customer_record_create)
+    update_record = staticmethod(customer_services.customer_record_update)
+    delete_record = staticmethod(customer_services.customer_record_delete)
+
+
+class SubscriptionViewSet(CustomerRecordViewSet):
     queryset = Subscription.objects.all()
     serializer_class = api_serializers.SubscriptionSerializer
     filterset_class = filters.SubscriptionFilter
@@ -325,7 +337,7 @@ class SubscriptionViewSet(RecordViewSet):
     bulk_kind = "subscriptions"
 
 
-class NpsResponseViewSet(RecordViewSet):
+class NpsResponseViewSet(CustomerRecordViewSet):
     queryset = NpsResponse.objects.all()
     serializer_class = api_serializers.NpsResponseSerializer
     filterset_class = filters.NpsResponseFilter

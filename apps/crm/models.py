@@ -72,14 +72,17 @@ class Stage(models.Model):
             models.CheckConstraint(
                 condition=models.Q(probability__gte=0, probability__lte=100),
                 name="stage_probability_0_100",
+                violation_error_message="A stage's probability must be between 0 and 100.",
             ),
             models.CheckConstraint(
                 condition=~models.Q(outcome="won") | models.Q(probability=100),
                 name="stage_won_is_100",
+                violation_error_message="A won stage has a probability of 100.",
             ),
             models.CheckConstraint(
                 condition=~models.Q(outcome="lost") | models.Q(probability=0),
                 name="stage_lost_is_0",
+                violation_error_message="A lost stage has a probability of 0.",
             ),
         ]
 
@@ -134,11 +137,14 @@ class Opportunity(models.Model):
         verbose_name_plural = "opportunities"
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(amount__gte=0), name="opp_amount_not_negative"
+                condition=models.Q(amount__gte=0),
+                name="opp_amount_not_negative",
+                violation_error_message="The amount cannot be negative.",
             ),
             models.CheckConstraint(
                 condition=models.Q(close_date__gte=models.F("created_date")),
                 name="opp_closes_after_created",
+                violation_error_message="The close date cannot be before the created date.",
             ),
         ]
         indexes = [

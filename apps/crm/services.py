@@ -3,15 +3,26 @@ here so that its history is complete: the history is what rebuilds past pipeline
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
+from apps.core import records
 from apps.core.errors import ApplicationError
-from apps.crm.models import ForecastCategory, Opportunity, OpportunityHistory, Stage
+from apps.crm.models import (
+    Account,
+    ForecastCategory,
+    Opportunity,
+    OpportunityHistory,
+    Product,
+    Stage,
+)
+
+RecordT = TypeVar("RecordT", bound=models.Model)
 
 #: Fields whose every change is kept in :class:`OpportunityHistory`.
 TRACKED_FIELDS: tuple[str, ...] = (
@@ -183,3 +194,31 @@ def opportunity_update(
     edited = sorted(changes)
     transaction.on_commit(lambda: rollups_deal_changed(opportunity_id=opp.pk, fields=edited))
     return opp, changed
+
+
+# --- Reference records -------------------------------------------------------------------
+#: Accounts, products and stages have no workflow: they are validated and saved through
+#: :mod:`apps.core.records`. They feed the deal rollups only through their deals, and the
+#: nightly rebuild settles a change of segment, region or stage outcome.
+REFERENCE_MODELS: tuple[type[models.Model], ...] = (Account, Product, Stage)
+
+
+@transaction.atomic
+def reference_record_create(*, model: type[RecordT], data: Mapping[str, Any]) -> RecordT:
+    """Create an account, product or stage."""
+    records.record_model_check(model, REFERENCE_MODELS)
+    return records.record_create(model=model, data=data)
+
+
+@transaction.atomic
+def reference_record_update(*, record: RecordT, changes: Mapping[str, Any]) -> RecordT:
+    """Change an account, product or stage."""
+    records.record_model_check(type(record), REFERENCE_MODELS)
+    return records.record_update(record=record, changes=changes)
+
+
+@transaction.atomic
+def reference_record_delete(*, record: models.Model) -> None:
+    """Delete an account, product or stage that no deal refers to."""
+    records.record_model_check(type(record), REFERENCE_MODELS)
+    records.record_delete(record=record)

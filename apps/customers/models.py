@@ -27,11 +27,16 @@ class Subscription(models.Model):
     class Meta:
         ordering = ["account", "start_date"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(mrr__gte=0), name="sub_mrr_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(mrr__gte=0),
+                name="sub_mrr_not_negative",
+                violation_error_message="MRR cannot be negative.",
+            ),
             models.CheckConstraint(
                 condition=models.Q(end_date__isnull=True)
                 | models.Q(end_date__gt=models.F("start_date")),
                 name="sub_end_after_start",
+                violation_error_message="A subscription must end after it starts.",
             ),
         ]
         indexes = [
@@ -63,7 +68,9 @@ class NpsResponse(models.Model):
         verbose_name = "NPS response"
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(score__gte=0, score__lte=10), name="nps_score_0_10"
+                condition=models.Q(score__gte=0, score__lte=10),
+                name="nps_score_0_10",
+                violation_error_message="An NPS score is a whole number from 0 to 10.",
             ),
             models.UniqueConstraint(
                 fields=["external_id"],
