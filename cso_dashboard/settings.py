@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "apps.core",
     "apps.org",
     "apps.crm",
@@ -99,6 +100,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response (policy under "Security" below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -109,6 +112,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a locked-out login attempt into the lockout page (django-axes); keep it last.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "cso_dashboard.urls"
@@ -142,6 +147,15 @@ if DATABASE_URL:
             conn_health_checks=True,
         )
     }
+    # A request's query must not outlive the request: gunicorn gives up on a worker after
+    # its timeout, but Postgres would keep running the query. cso_dashboard/wsgi.py sets
+    # DB_STATEMENT_TIMEOUT_MS for web processes only, so Celery rebuilds and management
+    # commands (which may rightly run for minutes) are not cut short.
+    _statement_timeout_ms = env_int("DB_STATEMENT_TIMEOUT_MS", 0)
+    if _statement_timeout_ms > 0:
+        DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+            f"-c statement_timeout={_statement_timeout_ms}"
+        )
 else:
     DATABASES = {
         "default": {
@@ -276,9 +290,41 @@ EMAIL_BACKEND = env_str(
     else "django.core.mail.backends.console.EmailBackend",
 )
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "CSO Dashboard <dashboard@localhost>")
+# Where the app is reached from outside: links in digests and alerts are built from it.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Security (production defaults follow DEBUG; each can be overridden) -----------------
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT failed attempts for one username
+# from one address, that pair is locked out for AXES_COOLOFF_MINUTES; a success resets it.
+# Locking the pair, not the username alone, keeps a stranger from locking the CSO out.
+AUTHENTICATION_BACKENDS = [
+    "apps.core.auth.ThrottledLoginBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# Content-Security-Policy (django-csp): scripts only from our own static files (no inline
+# or eval'd script anywhere: charts read their figures from json_script data blocks);
+# inline styles are allowed because Plotly positions its SVG with style attributes.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)

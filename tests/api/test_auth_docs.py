@@ -11,7 +11,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.api.helpers import assert_error_shape, client_for
-from tests.factories import PASSWORD, OpportunityFactory
+from tests.factories import OpportunityFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +50,7 @@ def test_an_inactive_users_token_stops_working(org):
 
 def test_a_browser_session_works_and_writes_need_the_csrf_token(org):
     client = APIClient(enforce_csrf_checks=True)
-    assert client.login(username=org.executive.username, password=PASSWORD)
+    client.force_login(org.executive)
     assert client.get("/api/v1/accounts/").status_code == 200
     response = client.post("/api/v1/products/", {"external_id": "P", "name": "P"}, format="json")
     body = assert_error_shape(response, 403)
