@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "apps.forecasting",
     "apps.forecasting.engine",
     "apps.digests",
+    "apps.audit",
     "apps.api",
 ]
 
@@ -111,6 +112,8 @@ MIDDLEWARE = [
     # (the login page, /healthz); static files are served by WhiteNoise before this.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Every refused request (403) of a signed-in user goes into the audit log.
+    "apps.audit.middleware.AuditDenialsMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a locked-out login attempt into the lockout page (django-axes); keep it last.
     "axes.middleware.AxesMiddleware",
@@ -423,6 +426,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes logs every log-in at INFO; the audit log (apps/audit) keeps those events.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # --- Imports ----------------------------------------------------------------------------

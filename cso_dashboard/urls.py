@@ -25,4 +25,5 @@ urlpatterns = [
     path("dashboards/", include("apps.dashboards.urls")),
     path("forecast/", include("apps.forecasting.urls")),
     path("digests/", include("apps.digests.urls")),
+    path("audit/", include("apps.audit.urls")),
 ]

@@ -65,4 +65,5 @@ urlpatterns = [
     # DRF exempts its views from the login middleware; these pages are for people in a
     # browser, so they send a visitor who is not signed in to the login page explicitly.
     path("docs/", login_required(SwaggerView.as_view()), name="docs"),
+    path("token/", views.token_page, name="token"),
 ]

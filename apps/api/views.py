@@ -14,9 +14,13 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import Prefetch, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, permissions, status, viewsets
+from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
@@ -47,6 +51,7 @@ from apps.org.policy import (
     visible_teams,
     visible_users,
 )
+from apps.org.services import api_token_rotate
 from apps.performance.models import PerformanceReview, ReviewRating
 from apps.performance.selectors import visible_reviews
 from apps.performance.services import TEXT_FIELDS as REVIEW_TEXT_FIELDS
@@ -626,3 +631,14 @@ class UnknownEndpointView(APIView):
 
     def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         raise exceptions.NotFound("No such API endpoint; GET /api/schema/ lists them.")
+
+
+# --- the signed-in person's own API token ---------------------------------------------------
+@require_http_methods(["GET", "POST"])
+def token_page(request: HttpRequest) -> HttpResponse:
+    """Create or replace your own API token. The key is shown once, right after."""
+    key = None
+    if request.method == "POST":
+        key = api_token_rotate(user=request.user, request=request)
+    existing = Token.objects.filter(user=request.user).values_list("created", flat=True).first()
+    return render(request, "api/token.html", {"key": key, "created": existing})

@@ -31,6 +31,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Forecast", None, "forecast"),
     NavItem("Imports", "imports:index", "imports", visible_to=policy.can_import),
     NavItem("API", "api:docs", "api"),
+    NavItem("Audit", "audit:index", "audit", visible_to=policy.can_view_audit),
 )
 
 

@@ -241,3 +241,8 @@ def can_import(user: User | None) -> bool:
     """Import files (CLI, the import wizard, saved mappings) and bulk-load rows through the
     API: the people who may edit CRM records (executives, RevOps admins, superusers)."""
     return can_edit_crm(user)
+
+
+def can_view_audit(user: User) -> bool:
+    """Search the security audit log: executives only (it names every user's actions)."""
+    return _active(user) and _is_executive(user)

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.audit.services import Action, audit_record
 from apps.core.errors import ApplicationError
 from apps.org.models import Team, User
 from apps.org.policy import can_acknowledge_review, can_configure_team, can_manage_user
@@ -96,7 +97,9 @@ def review_create(*, rep: User, period: FiscalPeriod, reviewer: User) -> Perform
     if PerformanceReview.objects.filter(rep=rep, period=period).exists():
         raise ApplicationError(f"{rep} already has a review for {period}.")
     competency_defaults_ensure()
-    return PerformanceReview.objects.create(rep=rep, period=period, reviewer=reviewer)
+    review = PerformanceReview.objects.create(rep=rep, period=period, reviewer=reviewer)
+    _audit(review, reviewer, f"Started the {period.name} review of {rep}")
+    return review
 
 
 def _clean_ratings(
@@ -182,6 +185,7 @@ def review_update(
         setattr(review, name, value)
     review.save()
     _write_ratings(review, clean_ratings)
+    _audit(review, user, f"Edited the draft {review.period.name} review of {review.rep}")
     return review
 
 
@@ -210,6 +214,7 @@ def review_submit(*, review: PerformanceReview, user: User) -> PerformanceReview
     review.submitted_at = timezone.now()
     review.reviewer = user
     review.save()
+    _audit(review, user, f"Submitted the {review.period.name} review of {review.rep}")
     return review
 
 
@@ -234,6 +239,7 @@ def review_acknowledge(
     review.acknowledged_at = timezone.now()
     review.rep_response = (response or "").strip()
     review.save()
+    _audit(review, user, f"Acknowledged their {review.period.name} review")
     return review
 
 
@@ -295,4 +301,17 @@ def review_amend(
     review.save()
     _write_ratings(review, clean_ratings)
     ReviewAmendment.objects.bulk_create(entries)
+    _audit(
+        review,
+        user,
+        f"Amended the {review.period.name} review of {review.rep}: "
+        f"{', '.join(e.field for e in entries)}",
+        detail={"reason": reason.strip()[:500]},
+    )
     return entries
+
+
+def _audit(review: PerformanceReview, user: User, summary: str, detail: dict | None = None) -> None:
+    audit_record(
+        action=Action.REVIEW_CHANGED, summary=summary, actor=user, target=review, detail=detail
+    )

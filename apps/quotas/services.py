@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.audit.services import Action, audit_record
 from apps.core.errors import ApplicationError
 from apps.org.models import Role, Team, User
 from apps.org.policy import (
@@ -187,6 +188,16 @@ def quota_set(
             changed_by=set_by,
             changed_at=now,
         )
+        if plan is None:  # a plan's grid is audited once per save (quota_plan_save)
+            whose = rep if rep is not None else team
+            audit_record(
+                action=Action.QUOTA_CHANGED,
+                summary=f"Quota of {whose} for {period.name}: "
+                f"{_money_text(old_amount) or 'none'} -> {_money_text(amount)} {currency}",
+                actor=set_by,
+                target=quota,
+                detail={"reason": reason.strip()[:500]} if reason.strip() else None,
+            )
     from apps.kpis.services import rollups_quota_changed
 
     transaction.on_commit(lambda: rollups_quota_changed(month=period.start_date))
@@ -384,6 +395,14 @@ def quota_plan_save(
             plan=plan,
         )
         written += 1
+    if written:
+        audit_record(
+            action=Action.QUOTA_CHANGED,
+            summary=f"Saved the {team} plan for {period.name}: {written} quota(s) changed",
+            actor=user,
+            target=plan,
+            detail={"reason": reason.strip()[:500]} if reason.strip() else None,
+        )
     return written
 
 
@@ -397,6 +416,13 @@ def _record_status(plan: QuotaPlan, *, old: str, user: User, reason: str = "") -
         reason=reason.strip()[:500],
         changed_by=user,
         changed_at=timezone.now(),
+    )
+    audit_record(
+        action=Action.QUOTA_PLAN,
+        summary=f"{plan.team} plan for {plan.period}: {old} -> {plan.status}",
+        actor=user,
+        target=plan,
+        detail={"reason": reason.strip()[:500]} if reason.strip() else None,
     )
 
 
