@@ -54,6 +54,9 @@ def _check_cache() -> CheckResult:
     backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
     key = f"healthz:{uuid.uuid4().hex}"
     try:
+        probe = getattr(cache, "probe", None)
+        if probe is not None:  # the resilient Redis cache hides errors from get/set
+            probe()
         cache.set(key, "1", timeout=5)
         ok = cache.get(key) == "1"
         cache.delete(key)
