@@ -4,6 +4,8 @@ from django.urls import include, path
 
 from apps.core import views as core_views
 
+handler500 = "apps.core.views.server_error"
+
 admin.site.site_header = "CSO Dashboard administration"
 admin.site.site_title = "CSO Dashboard admin"
 
