@@ -18,6 +18,7 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/everywhere/", core_views.logout_everywhere, name="logout_everywhere"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.kpis.urls")),
     path("api/", include("apps.api.urls")),

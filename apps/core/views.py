@@ -5,13 +5,14 @@ import sys
 from django.contrib.auth.decorators import login_not_required
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from apps.core.selectors import health_report, last_successful_run
 from apps.org.selectors import user_profile
+from apps.org.services import sessions_end_everywhere
 
 
 @require_GET
@@ -21,6 +22,12 @@ def home(request: HttpRequest) -> HttpResponse:
         "core/home.html",
         {"profile": user_profile(user=request.user), "last_run": last_successful_run()},
     )
+
+
+@require_POST
+def logout_everywhere(request: HttpRequest) -> HttpResponse:
+    sessions_end_everywhere(user=request.user, request=request)
+    return redirect("login")
 
 
 @login_not_required

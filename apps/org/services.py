@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import logout
 from django.db import transaction
+from django.db.models import F
 from django.http import HttpRequest
 from rest_framework.authtoken.models import Token
 
@@ -27,3 +29,18 @@ def api_token_rotate(*, user: User, request: HttpRequest | None = None) -> str:
         target=user,
     )
     return token.key
+
+
+@transaction.atomic
+def sessions_end_everywhere(*, user: User, request: HttpRequest) -> None:
+    """Log ``user`` out on every device and browser, this one included: raising the
+    session epoch invalidates every session made before (see ``User.session_epoch``)."""
+    User.objects.filter(pk=user.pk).update(session_epoch=F("session_epoch") + 1)
+    audit_record(
+        action=Action.LOGOUT,
+        summary="Logged out everywhere (every session ended)",
+        actor=user,
+        request=request,
+        target=user,
+    )
+    logout(request)

@@ -142,3 +142,32 @@ def test_the_login_page_is_throttled_while_request_less_calls_are_left_alone(cli
 
     assert _login(client, user.username, PASSWORD).status_code == 429
     assert client.login(username=user.username, password=PASSWORD)  # no request: not throttled
+
+
+@pytest.mark.django_db
+def test_log_out_everywhere_ends_every_session_of_that_user_only():
+    from django.test import Client
+
+    from apps.audit.models import AuditEvent
+
+    user, other = RepFactory(), RepFactory()
+    laptop, phone, colleague = Client(), Client(), Client()
+    for browser, who in ((laptop, user), (phone, user), (colleague, other)):
+        assert _login(browser, who.username, PASSWORD).status_code == 302
+        assert browser.get(reverse("home")).status_code == 200
+
+    response = laptop.post(reverse("logout_everywhere"))
+
+    assert response.status_code == 302
+    assert phone.get(reverse("home")).status_code == 302  # sent to the log-in page
+    assert laptop.get(reverse("home")).status_code == 302
+    assert colleague.get(reverse("home")).status_code == 200
+    assert _login(phone, user.username, PASSWORD).status_code == 302  # can sign in again
+    assert phone.get(reverse("home")).status_code == 200
+    assert AuditEvent.objects.filter(summary__startswith="Logged out everywhere").count() == 1
+
+
+@pytest.mark.django_db
+def test_log_out_everywhere_is_post_only(client):
+    client.force_login(RepFactory())
+    assert client.get(reverse("logout_everywhere")).status_code == 405
