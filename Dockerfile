@@ -8,6 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# Chromium renders the digests' charts to PNG (Plotly's Kaleido drives it headless).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends chromium fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+ENV DIGESTS_CHROMIUM_PATH=/usr/bin/chromium
+
 # Dependencies first so that a code change does not reinstall them.
 COPY requirements.txt ./
 RUN pip install -r requirements.txt

@@ -433,6 +433,18 @@ LOGGING = {
     "loggers": {"axes": {"level": "WARNING"}},
 }
 
+# --- Digests ----------------------------------------------------------------------------
+# A digest whose hour was missed (beat down) is still sent up to this many hours late.
+DIGESTS_CATCH_UP_HOURS = env_int("DIGESTS_CATCH_UP_HOURS", 12)
+DIGESTS_MAX_ATTEMPTS = env_int("DIGESTS_MAX_ATTEMPTS", 4)
+DIGESTS_RETRY_BACKOFF_SECONDS = env_int("DIGESTS_RETRY_BACKOFF_SECONDS", 60)
+# A delivery left "sending" longer than this (its worker died) is marked failed, not resent.
+DIGESTS_SENDING_TIMEOUT_SECONDS = env_int("DIGESTS_SENDING_TIMEOUT_SECONDS", 900)
+DIGESTS_KEEP_MAIL_DAYS = env_int("DIGESTS_KEEP_MAIL_DAYS", 30)
+# Chromium used by Kaleido for the charts' PNG export (found on PATH when empty).
+DIGESTS_CHROMIUM_PATH = env_str("DIGESTS_CHROMIUM_PATH")
+DIGESTS_CHART_TIMEOUT_SECONDS = env_int("DIGESTS_CHART_TIMEOUT_SECONDS", 60)
+
 # --- Imports ----------------------------------------------------------------------------
 # Largest file the import wizard accepts, and the row count above which an import runs as a
 # background task with a progress bar instead of inside the request.

@@ -29,6 +29,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Team", "dashboards:team", "team"),
     NavItem("Customers", "dashboards:customers", "customers"),
     NavItem("Forecast", None, "forecast"),
+    NavItem("Digests", "digests:index", "digests"),
     NavItem("Imports", "imports:index", "imports", visible_to=policy.can_import),
     NavItem("API", "api:docs", "api"),
     NavItem("Audit", "audit:index", "audit", visible_to=policy.can_view_audit),

@@ -119,6 +119,7 @@ def demo_seed(
             chunk_size=chunk_size,
             rebuild_indexes_from=rebuild_indexes_from,
         )
+        counts.update(_extras_seed(as_of=as_of, seed=seed))
         elapsed = time.monotonic() - started
         run.rows = sum(counts.values())
         run.detail = {
@@ -204,6 +205,16 @@ def _load(
             for model in bulk_tables:
                 cursor.execute(f"ANALYZE {model._meta.db_table}")
     return _counts()
+
+
+def _extras_seed(*, as_of: date, seed: int) -> dict[str, int]:
+    """What the other apps add to the demo company once it exists: default digest
+    subscriptions and alerts for the executives and managers."""
+    from apps.digests.demo import digests_demo_seed
+    from apps.digests.models import DigestAlert, DigestSubscription
+
+    digests_demo_seed(as_of=as_of)  # idempotent: a second run adds nothing
+    return {model._meta.label: model.objects.count() for model in (DigestSubscription, DigestAlert)}
 
 
 @dataclass(frozen=True)
