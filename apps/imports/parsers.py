@@ -139,7 +139,7 @@ def parse_csv(data: bytes, *, encoding: str = "utf-8") -> ParsedFile:
             except csv.Error as exc:
                 raise FileProblem(f"not valid CSV: {exc}.", line=line + 1) from None
             line += 1
-            if not cells or not any(c.strip() for c in cells):
+            if not cells or not "".join(cells).strip():
                 continue
             if len(cells) != width:
                 if len(cells) > width and not any(c.strip() for c in cells[width:]):

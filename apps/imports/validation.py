@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from itertools import islice, repeat
 from typing import Any
 
 from apps.imports.mapping import ImportMapping
@@ -287,39 +288,170 @@ def read_records(
         for name, field_spec in spec.fields.items()
         if name in present
     ]
-    errors = result.errors
-    records = result.records
-    for line, cells in rows:
-        result.rows_seen += 1
-        if progress is not None and result.rows_seen % 2000 == 0:
-            progress(result.rows_seen)
-        if isinstance(cells, RowShapeError):
-            errors.append(RowError(line, None, cells.message))
-            continue
-        record: dict[str, Any] = {"_line": line}
-        bad = False
-        for name, field_spec, index, values, default in plan:
-            raw = cells[index] if index is not None else None
-            if isinstance(raw, str):
-                raw = raw.strip()
-            if values is not None and raw not in (None, ""):
-                mapped = values.get(to_text(raw).lower())
-                if mapped is not None:
-                    raw = mapped
-            if raw is None or raw == "":
-                raw = default
-            if raw == "":
-                if field_spec.required:
-                    errors.append(RowError(line, name, "missing required value."))
-                    bad = True
+    # The rows are converted column by column, a batch at a time. The outcome of a cell
+    # depends on its text alone, and most columns repeat a few values (owners, stages,
+    # dates, currencies): each distinct text is converted once and then looked up.
+    steps = [(*step, {}) for step in plan]
+    keys = ("_line", *(step[0] for step in plan))
+    iterator = iter(rows)
+    while batch := list(islice(iterator, READ_BATCH_ROWS)):
+        lines: list[int] | tuple[int, ...]
+        cells_of: list[Any] | tuple[Any, ...]
+        lines, cells_of = zip(*batch, strict=True)
+        if RowShapeError in set(map(type, cells_of)):
+            lines, cells_of = [], []
+            for line, cells in batch:
+                if isinstance(cells, RowShapeError):
+                    result.errors.append(RowError(line, None, cells.message))
                 else:
-                    record[name] = None
-                continue
-            try:
-                record[name] = convert_cell(name, field_spec, raw, mapping)
-            except CellError as exc:
-                errors.append(RowError(line, name, str(exc)))
-                bad = True
-        if not bad:
-            records.append(record)
+                    lines.append(line)
+                    cells_of.append(cells)
+        result.rows_seen += len(batch)
+        bad: set[int] = set()
+        columns_out = [lines]
+        for name, field_spec, index, values, default, memo in steps:
+            out = _convert_column(name, field_spec, index, values, default, memo, cells_of, mapping)
+            if out[1]:
+                for i, outcome in enumerate(out[0]):
+                    if outcome is _MISSING_REQUIRED:
+                        result.errors.append(RowError(lines[i], name, "missing required value."))
+                        bad.add(i)
+                    elif isinstance(outcome, CellError):
+                        result.errors.append(RowError(lines[i], name, str(outcome)))
+                        bad.add(i)
+            columns_out.append(out[0])
+        rows_out = zip(*columns_out, strict=True)
+        if bad:
+            rows_out = (row for i, row in enumerate(rows_out) if i not in bad)
+        result.records.extend(dict(zip(keys, row, strict=True)) for row in rows_out)
+        if progress is not None:
+            progress(result.rows_seen)
     return result
+
+
+#: Rows converted per batch (column by column); bounds the memory of the raw cells.
+READ_BATCH_ROWS = 20_000
+
+
+def _convert_column(
+    name: str,
+    field_spec: FieldSpec,
+    index: int | None,
+    values: dict[str, Any] | None,
+    default: Any,
+    memo: dict[Any, Any],
+    cells_of: Sequence[Any],
+    mapping: ImportMapping,
+) -> tuple[list[Any], bool]:
+    """One field's outcomes for a batch of rows, and whether any of them is an error.
+    Only text and absent cells are remembered: 1, 1.0 and True are equal dict keys."""
+    if index is None:
+        outcome = _cell_outcome(name, field_spec, None, values, default, mapping)
+        return [outcome] * len(cells_of), _is_error(outcome)
+    raw = [cells[index] for cells in cells_of]
+    if field_spec.type == "text" and values is None and name != "country":
+        # Plain text, all of it present: the value is the stripped text if it fits.
+        try:
+            texts = [value.strip() for value in raw]
+        except AttributeError:  # a number, a date or an absent value: one by one
+            texts = None
+        limit = field_spec.max_length
+        if texts and "" not in texts and (not limit or max(map(len, texts)) <= limit):
+            return texts, False
+    if _plain_decimals(field_spec, values, mapping):
+        # Amounts written plainly (digits, at most ``places`` decimals): no check can fail.
+        try:
+            texts = [value.strip() for value in raw]
+        except AttributeError:
+            texts = None
+        pattern = _PLAIN_DECIMAL[field_spec.places]
+        if texts and all(map(pattern.fullmatch, texts)):
+            step = Decimal(1).scaleb(-field_spec.places)
+            return [Decimal(text).quantize(step) for text in texts], False
+    try:
+        out = list(map(memo.get, raw, repeat(_UNSEEN, len(raw))))
+    except TypeError:  # an unhashable value (a JSON list or object from the API)
+        out = [_UNSEEN] * len(raw)
+    # A remembered error (its key is in ``memo`` under _ERRORS) may be among the hits.
+    has_error = _ERRORS in memo and any(map(_is_error, out))
+    if _UNSEEN not in out:
+        return out, has_error
+    for i, outcome in enumerate(out):
+        if outcome is not _UNSEEN:
+            continue
+        value = raw[i]
+        if value is None or value.__class__ is str:
+            outcome = memo.get(value, _UNSEEN)
+            if outcome is _UNSEEN:
+                outcome = _cell_outcome(name, field_spec, value, values, default, mapping)
+                if len(memo) < MEMO_MAX_VALUES:
+                    memo[value] = outcome
+                    if _is_error(outcome):
+                        memo[_ERRORS] = True
+        else:
+            outcome = _cell_outcome(name, field_spec, value, values, default, mapping)
+        out[i] = outcome
+        if not has_error and _is_error(outcome):
+            has_error = True
+    return out, has_error
+
+
+#: Non-negative decimals of at most 16 integer digits and N decimals, by N.
+_PLAIN_DECIMAL = {n: re.compile(rf"[0-9]{{1,16}}(?:\.[0-9]{{1,{n}}})?") for n in range(1, 10)}
+
+
+def _plain_decimals(
+    field_spec: FieldSpec, values: dict[str, Any] | None, mapping: ImportMapping
+) -> bool:
+    """Whether every plainly written number is valid for this field (zero or more, no
+    maximum, the mapping's decimal point a dot), so that such a column needs no checks."""
+    return (
+        field_spec.type == "decimal"
+        and values is None
+        and 1 <= field_spec.places < 10
+        and field_spec.minimum == 0
+        and not field_spec.exclusive_minimum
+        and field_spec.maximum is None
+        and mapping.decimal_separator == "."
+        and mapping.thousands_separator != "."
+    )
+
+
+def _is_error(outcome: Any) -> bool:
+    return outcome is _MISSING_REQUIRED or isinstance(outcome, CellError)
+
+
+#: Distinct texts remembered per column; a column of unique values (ids, names, amounts)
+#: stops being remembered there, so memory stays bounded.
+MEMO_MAX_VALUES = 50_000
+_UNSEEN = object()
+#: The key under which a column's memo notes that it holds an error outcome.
+_ERRORS = object()
+#: A required cell that is empty (after values and defaults).
+_MISSING_REQUIRED = object()
+
+
+def _cell_outcome(
+    name: str,
+    field_spec: FieldSpec,
+    raw: Any,
+    values: dict[str, Any] | None,
+    default: Any,
+    mapping: ImportMapping,
+) -> Any:
+    """One cell through the mapping's values and defaults to its field's value: the value,
+    None (an empty optional cell), ``_MISSING_REQUIRED`` or the :class:`CellError`."""
+    if isinstance(raw, str):
+        raw = raw.strip()
+    if values is not None and raw not in (None, ""):
+        mapped = values.get(to_text(raw).lower())
+        if mapped is not None:
+            raw = mapped
+    if raw is None or raw == "":
+        raw = default
+    if raw == "":
+        return _MISSING_REQUIRED if field_spec.required else None
+    try:
+        return convert_cell(name, field_spec, raw, mapping)
+    except CellError as exc:
+        return exc

@@ -7,6 +7,7 @@ and only when no row has an error calls the plan's ``write`` inside one transact
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
 import io
@@ -18,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
-from django.db import connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
@@ -44,6 +45,9 @@ from apps.quotas.models import FiscalPeriod, Quota
 #: bulk path loads them (COPY on Postgres). Both give the same rows (tests/imports).
 SERVICE_PATH_MAX_ROWS = 1000
 CHUNK = 2000
+#: A large Postgres import reads the stored deals with one scan of the table when it
+#: holds at most this many times the file's rows, else by external id.
+EXISTING_SCAN_FACTOR = 2
 
 
 @dataclass
@@ -255,19 +259,27 @@ def _resolve_refs(
     """Replace each reference cell by an id or a NewRef; rows with a bad one are dropped
     (their errors recorded)."""
     spec = ctx.mapping.spec
-    wanted = [(n, spec.fields[n]) for n in names if n in ctx.mapping.spec.fields]
+    wanted = [(n, spec.fields[n], {}) for n in names if n in ctx.mapping.spec.fields]
     good = []
     for record in records:
         bad = False
-        for name, field_spec in wanted:
+        for name, field_spec, seen in wanted:
             key = record.get(name)
             if key is None or key == "":
                 continue
-            try:
-                record[name] = resolver.resolve(field_spec.ref, key, field_spec.creates)
-            except CellError as exc:
-                ctx.error(record["_line"], name, str(exc))
+            # The same key resolves the same way on every row: ask the resolver once.
+            found = seen.get(key)
+            if found is None:
+                try:
+                    found = resolver.resolve(field_spec.ref, key, field_spec.creates)
+                except CellError as exc:
+                    found = exc
+                seen[key] = found
+            if isinstance(found, CellError):
+                ctx.error(record["_line"], name, str(found))
                 bad = True
+            else:
+                record[name] = found
         if not bad:
             good.append(record)
     return good
@@ -946,7 +958,7 @@ def category_for(outcome: str, requested: str | None) -> str:
     return requested
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class OppChange:
     line: int
     external_id: str
@@ -976,13 +988,55 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
             cursor.execute(f"LOCK TABLE {Opportunity._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
     elif connection.features.has_select_for_update:
         queryset = queryset.select_for_update()
-    for chunk in _chunks([r["external_id"] for r in records]):
-        for values in queryset.filter(external_id__in=chunk).values_list(*columns):
-            row = dict(zip(columns, values, strict=True))
-            existing[row["external_id"]] = row
+    keys = [r["external_id"] for r in records]
+    if connection.vendor == "postgresql" and queryset.query.select_for_update is False:
+        # Large loads: one scan of the deal table when it is not much larger than the
+        # file (cheaper than a probe per key), else a few array queries.
+        table = Opportunity._meta.db_table
+        select = ", ".join(columns)
+        with connection.cursor() as cursor:
+            # reltuples is -1 before the first ANALYZE: then 100 bytes a row (a deal row is
+            # larger, so this overestimates the rows) estimate from the table's size.
+            cursor.execute(
+                "SELECT CASE WHEN reltuples >= 0 THEN reltuples "
+                "ELSE pg_relation_size(oid) / 100 END FROM pg_class WHERE oid = %s::regclass",
+                [table],
+            )
+            scan = cursor.fetchone()[0] <= EXISTING_SCAN_FACTOR * len(keys)
+            wanted = set(keys) if scan else None
+
+            def batches() -> Iterator[list[Any]]:
+                if scan:
+                    cursor.execute(f"SELECT {select} FROM {table}")
+                    yield from iter(lambda: cursor.fetchmany(50_000), [])
+                    return
+                for chunk in _chunks(keys, 50_000):
+                    cursor.execute(
+                        f"SELECT {select} FROM {table} WHERE external_id = ANY(%s)", [chunk]
+                    )
+                    yield cursor.fetchall()
+
+            for batch in batches():
+                for values in batch:
+                    if wanted is None or values[1] in wanted:
+                        existing[values[1]] = dict(zip(columns, values, strict=True))
+    else:
+        for chunk in _chunks(keys):
+            for values in queryset.filter(external_id__in=chunk).values_list(*columns):
+                row = dict(zip(columns, values, strict=True))
+                existing[row["external_id"]] = row
     plan = Plan()
     changes: list[OppChange] = []
     base = settings.BASE_CURRENCY
+    categories: dict[tuple[int, str | None], str] = {}  # (stage, requested) -> category
+    steps = [
+        (
+            OPP_ATTRS[f],
+            f in ("forecast_category", "deal_type", "currency", "name"),
+            "" if f in OPP_TEXT else None,
+        )
+        for f in present
+    ]
     for record in records:
         line = record["_line"]
         old = existing.get(record["external_id"])
@@ -997,13 +1051,13 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
             }
         else:
             values = {a: old[a] for a in OPP_ATTRS.values()}
-        for f in present:
-            value = record.get(f)
+        pairs = zip(steps, map(record.get, present), strict=True)
+        for (attr, keep_on_empty, empty), value in pairs:
             if value is None:
-                if f in ("forecast_category", "deal_type", "currency", "name"):
+                if keep_on_empty:
                     continue  # an empty cell keeps the stored value (or the default)
-                value = "" if f in OPP_TEXT else None
-            values[OPP_ATTRS[f]] = value
+                value = empty
+            values[attr] = value
         if values["close_date"] < values["created_date"]:
             ctx.error(
                 line,
@@ -1012,12 +1066,18 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
                 f"{values['created_date']}.",
             )
             continue
-        stage_id = values["stage_id"]
-        values["forecast_category"] = category_for(outcome[stage_id], values["forecast_category"])
+        category_key = (values["stage_id"], values["forecast_category"])
+        category = categories.get(category_key)
+        if category is None:
+            category = categories[category_key] = category_for(
+                outcome[category_key[0]], category_key[1]
+            )
+        values["forecast_category"] = category
         if old is None:
             plan.created += 1
             changes.append(
-                OppChange(line, record["external_id"], values, None, dict(values), ["created"])
+                # Every attribute of a new deal is a change: one dict serves as both.
+                OppChange(line, record["external_id"], values, None, values, ["created"])
             )
             continue
         changed = {a: v for a, v in values.items() if old[a] != v}
@@ -1146,32 +1206,23 @@ def _write_opps_bulk(changes: list[OppChange], ctx: Context) -> None:
     OpportunityHistory.objects.bulk_create(history, batch_size=1000)
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
 def _write_opps_copy(changes: list[OppChange], ctx: Context) -> None:
     """Postgres: COPY the planned rows into a temporary table, then one INSERT ... ON
     CONFLICT (external_id) DO UPDATE for the deals and one INSERT ... SELECT for their
     history rows, so a million deals are a few statements, not a million."""
     attrs = list(OPP_ATTRS.values())
+    # CSV through the C writer: an unquoted empty cell is NULL (a deal without product),
+    # text columns are FORCE_NOT_NULL so that their empty cells stay empty strings.
     buffer = io.StringIO()
-    write = buffer.write
-    text_attrs = {"name", "currency", "forecast_category", "deal_type", "source", "lost_reason"}
-    for change in changes:
-        values = change.values
-        cells = [change.external_id.translate(_COPY_ESCAPES)]
-        for attr in attrs:
-            value = values[attr]
-            if value is None:
-                cells.append("\\N")
-            elif attr in text_attrs:
-                cells.append(value.translate(_COPY_ESCAPES))
-            else:
-                cells.append(str(value))
-        cells.append("t" if change.existing_id is None else "f")
-        cells.append(",".join(change.tracked))
-        write("\t".join(cells))
-        write("\n")
+    csv.writer(buffer, lineterminator="\n").writerows(
+        (
+            change.external_id,
+            *[change.values[a] for a in attrs],
+            change.existing_id is None,
+            ",".join(change.tracked),
+        )
+        for change in changes
+    )
     buffer.seek(0)
     opp = Opportunity._meta.db_table
     hist = OpportunityHistory._meta.db_table
@@ -1200,10 +1251,14 @@ def _write_opps_copy(changes: list[OppChange], ctx: Context) -> None:
             + ", ".join(f"{c} {column_types[c]}" for c in COPY_COLUMNS)
             + ") ON COMMIT DROP"
         )
+        not_null = ", ".join(c for c in COPY_COLUMNS if column_types[c].startswith("varchar"))
         cursor.cursor.copy_expert(
-            f"COPY import_opportunity_stage ({', '.join(COPY_COLUMNS)}) FROM STDIN", buffer
+            f"COPY import_opportunity_stage ({', '.join(COPY_COLUMNS)}) FROM STDIN "
+            f"WITH (FORMAT csv, FORCE_NOT_NULL ({not_null}))",
+            buffer,
         )
         cursor.execute("ANALYZE import_opportunity_stage")
+        skip_row_checks = _references_locked_and_checked(cursor, ctx)
         cols = ", ".join(["external_id", *attrs, "updated_at"])
         updates = ", ".join(f"{a} = EXCLUDED.{a}" for a in [*attrs, "updated_at"])
         # New deals are a plain INSERT; changed ones an upsert (the external id is unique,
@@ -1229,7 +1284,80 @@ def _write_opps_copy(changes: list[OppChange], ctx: Context) -> None:
             "WHERE s.changed_fields <> ''",
             [ctx.now, getattr(ctx.user, "pk", None), ctx.source],
         )
+        if skip_row_checks:
+            cursor.execute("SET LOCAL session_replication_role = origin")
         cursor.execute("DROP TABLE import_opportunity_stage")
+
+
+#: The references of a deal (and of its history row): column -> referenced table.
+_OPP_REFERENCES = (
+    ("account_id", Account._meta.db_table),
+    ("owner_id", User._meta.db_table),
+    ("product_id", Product._meta.db_table),
+    ("stage_id", Stage._meta.db_table),
+)
+
+
+def _references_locked_and_checked(cursor: Any, ctx: Context) -> bool:
+    """Check every reference of the staged deals set-based, then let the load skip
+    PostgreSQL's per-row foreign-key triggers when that is safe. Returns True when it did
+    (the caller must restore ``session_replication_role`` after its INSERTs).
+
+    The foreign keys are ``DEFERRABLE INITIALLY DEFERRED``: left alone, PostgreSQL queues
+    one check per reference per row (eight per imported deal with its history row) and
+    runs them one by one at commit, which is most of a large load. Instead, the referenced
+    rows are locked ``FOR KEY SHARE`` (what each of those checks would do: nobody can
+    delete them or change their key until we commit), and one query per reference proves
+    that every staged id exists. With that done, the triggers only repeat it, so they are
+    switched off for this transaction's INSERTs (``SET LOCAL session_replication_role =
+    replica``), which needs a superuser (or a role granted that setting) and is done only
+    when neither deal table has a trigger of its own that replica mode would also skip.
+    Otherwise the triggers run as usual: same rows, just slower.
+    """
+    user_table = User._meta.db_table
+    changed_by = getattr(ctx.user, "pk", None)
+    for column, table in _OPP_REFERENCES:
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT t.id FROM {table} t WHERE t.id IN "
+            f"(SELECT DISTINCT {column} FROM import_opportunity_stage) FOR KEY SHARE) locked"
+        )
+        cursor.execute(
+            f"SELECT s.{column} FROM import_opportunity_stage s WHERE s.{column} IS NOT NULL "
+            f"AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = s.{column}) LIMIT 1"
+        )
+        missing = cursor.fetchone()
+        if missing is not None:
+            raise IntegrityError(
+                f"{column} {missing[0]} of an imported deal is not in {table} "
+                "(deleted while the import ran?)"
+            )
+    if changed_by is not None:
+        cursor.execute(f"SELECT id FROM {user_table} WHERE id = %s FOR KEY SHARE", [changed_by])
+        if cursor.fetchone() is None:
+            raise IntegrityError(f"the importing user {changed_by} no longer exists")
+    if not replica_loading_allowed(cursor):
+        return False
+    try:
+        with transaction.atomic():
+            cursor.execute("SET LOCAL session_replication_role = replica")
+    except DatabaseError:
+        return False  # not allowed for this role: the triggers check row by row
+    return True
+
+
+def replica_loading_allowed(cursor: Any) -> bool:
+    """Whether the deal tables have only PostgreSQL's own (foreign-key) triggers, so that
+    switching triggers off for the load skips nothing but checks already made."""
+    if not getattr(settings, "IMPORTS_SKIP_ROW_FK_TRIGGERS", True):
+        return False
+    opp = Opportunity._meta.db_table
+    hist = OpportunityHistory._meta.db_table
+    cursor.execute(
+        "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal "
+        "AND tgrelid IN (%s::regclass, %s::regclass)",
+        [opp, hist],
+    )
+    return cursor.fetchone()[0] == 0
 
 
 def _rollup_args(changes: list[OppChange], ctx: Context) -> dict[str, Any]:
