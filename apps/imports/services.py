@@ -18,6 +18,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.audit.services import Action, audit_record
 from apps.core.errors import ApplicationError
 from apps.core.services import job_run_record
 from apps.imports.mapping import ImportMapping, MappingError, identity_mapping, suggest_columns
@@ -166,6 +167,14 @@ def _run(
             transaction.set_rollback(True)
             errors = sorted(ctx.errors, key=lambda e: (e.line, e.field or ""))
             return ImportReport(ok=False, errors=errors, kind=kind, rows=read.rows_seen, **counts)
+        audit_record(
+            action=Action.IMPORT,
+            summary=f"Imported {read.rows_seen} {kind} row(s) "
+            f"{'through the API' if source == 'api' else 'from a file'}: "
+            f"{plan.created} created, {plan.updated} updated, {plan.unchanged} unchanged",
+            actor=user if getattr(user, "is_authenticated", False) else None,
+            detail={"kind": kind, "source": source, **counts},
+        )
     return ImportReport(ok=True, kind=kind, rows=read.rows_seen, **counts)
 
 

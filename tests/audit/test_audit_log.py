@@ -195,3 +195,24 @@ def test_only_executives_read_the_log(client, factory):
     client.force_login(factory())
     assert client.get(reverse("audit:index")).status_code == 403
     assert client.get(reverse("audit:index"), {"format": "csv"}).status_code == 403
+
+
+def test_an_import_that_writes_is_recorded_and_a_refused_one_is_not():
+    from apps.imports.services import rows_import
+    from tests.factories import RevOpsAdminFactory
+
+    admin = RevOpsAdminFactory()
+    good = rows_import(
+        kind="products",
+        rows=[{"external_id": "P-1", "name": "Insights"}, {"external_id": "P-2", "name": "Flow"}],
+        user=admin,
+        source="api",
+    )
+    bad = rows_import(kind="products", rows=[{"external_id": "", "name": ""}], user=admin)
+
+    assert good.ok and not bad.ok
+    event = AuditEvent.objects.get(action=Action.IMPORT)
+    assert event.summary == (
+        "Imported 2 products row(s) through the API: 2 created, 0 updated, 0 unchanged"
+    )
+    assert event.actor == admin
