@@ -5,36 +5,63 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('crm', '0002_initial'),
+        ("crm", "0002_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterConstraint(
-            model_name='opportunity',
-            name='opp_amount_not_negative',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__gte', 0)), name='opp_amount_not_negative', violation_error_message='The amount cannot be negative.'),
+            model_name="opportunity",
+            name="opp_amount_not_negative",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount__gte", 0)),
+                name="opp_amount_not_negative",
+                violation_error_message="The amount cannot be negative.",
+            ),
         ),
         migrations.AlterConstraint(
-            model_name='opportunity',
-            name='opp_closes_after_created',
-            constraint=models.CheckConstraint(condition=models.Q(('close_date__gte', models.F('created_date'))), name='opp_closes_after_created', violation_error_message='The close date cannot be before the created date.'),
+            model_name="opportunity",
+            name="opp_closes_after_created",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("close_date__gte", models.F("created_date"))),
+                name="opp_closes_after_created",
+                violation_error_message="The close date cannot be before the created date.",
+            ),
         ),
         migrations.AlterConstraint(
-            model_name='stage',
-            name='stage_probability_0_100',
-            constraint=models.CheckConstraint(condition=models.Q(('probability__gte', 0), ('probability__lte', 100)), name='stage_probability_0_100', violation_error_message="A stage's probability must be between 0 and 100."),
+            model_name="stage",
+            name="stage_probability_0_100",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("probability__gte", 0), ("probability__lte", 100)),
+                name="stage_probability_0_100",
+                violation_error_message="A stage's probability must be between 0 and 100.",
+            ),
         ),
         migrations.AlterConstraint(
-            model_name='stage',
-            name='stage_won_is_100',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('outcome', 'won'), _negated=True), ('probability', 100), _connector='OR'), name='stage_won_is_100', violation_error_message='A won stage has a probability of 100.'),
+            model_name="stage",
+            name="stage_won_is_100",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("outcome", "won"), _negated=True),
+                    ("probability", 100),
+                    _connector="OR",
+                ),
+                name="stage_won_is_100",
+                violation_error_message="A won stage has a probability of 100.",
+            ),
         ),
         migrations.AlterConstraint(
-            model_name='stage',
-            name='stage_lost_is_0',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('outcome', 'lost'), _negated=True), ('probability', 0), _connector='OR'), name='stage_lost_is_0', violation_error_message='A lost stage has a probability of 0.'),
+            model_name="stage",
+            name="stage_lost_is_0",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("outcome", "lost"), _negated=True),
+                    ("probability", 0),
+                    _connector="OR",
+                ),
+                name="stage_lost_is_0",
+                violation_error_message="A lost stage has a probability of 0.",
+            ),
         ),
     ]

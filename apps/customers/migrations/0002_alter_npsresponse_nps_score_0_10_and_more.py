@@ -4,26 +4,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('crm', '0003_alter_opportunity_opp_amount_not_negative_and_more'),
-        ('customers', '0001_initial'),
+        ("crm", "0003_alter_opportunity_opp_amount_not_negative_and_more"),
+        ("customers", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterConstraint(
-            model_name='npsresponse',
-            name='nps_score_0_10',
-            constraint=models.CheckConstraint(condition=models.Q(('score__gte', 0), ('score__lte', 10)), name='nps_score_0_10', violation_error_message='An NPS score is a whole number from 0 to 10.'),
+            model_name="npsresponse",
+            name="nps_score_0_10",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("score__gte", 0), ("score__lte", 10)),
+                name="nps_score_0_10",
+                violation_error_message="An NPS score is a whole number from 0 to 10.",
+            ),
         ),
         migrations.AlterConstraint(
-            model_name='subscription',
-            name='sub_mrr_not_negative',
-            constraint=models.CheckConstraint(condition=models.Q(('mrr__gte', 0)), name='sub_mrr_not_negative', violation_error_message='MRR cannot be negative.'),
+            model_name="subscription",
+            name="sub_mrr_not_negative",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("mrr__gte", 0)),
+                name="sub_mrr_not_negative",
+                violation_error_message="MRR cannot be negative.",
+            ),
         ),
         migrations.AlterConstraint(
-            model_name='subscription',
-            name='sub_end_after_start',
-            constraint=models.CheckConstraint(condition=models.Q(('end_date__isnull', True), ('end_date__gt', models.F('start_date')), _connector='OR'), name='sub_end_after_start', violation_error_message='A subscription must end after it starts.'),
+            model_name="subscription",
+            name="sub_end_after_start",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("end_date__isnull", True),
+                    ("end_date__gt", models.F("start_date")),
+                    _connector="OR",
+                ),
+                name="sub_end_after_start",
+                violation_error_message="A subscription must end after it starts.",
+            ),
         ),
     ]
