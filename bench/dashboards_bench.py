@@ -13,7 +13,7 @@ login form with a plain HTTP client, then for each page and user:
 The ratio is page_rps / trivial_rps (target >= 0.5). The database is only read.
 
     DATABASE_URL is built from --db; Redis db from --redis-db:
-    .venv/bin/python bench/dashboards_bench.py --db cso_kpis --duration 12 --requests 20
+    .venv/bin/python bench/dashboards_bench.py --db cso_perf --duration 12 --requests 20
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ def machine_facts(db: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="cso_kpis", help="Postgres database (only read)")
+    parser.add_argument("--db", default="cso_perf", help="Postgres database (only read)")
     parser.add_argument("--redis-db", type=int, default=10)
     parser.add_argument("--duration", type=float, default=12.0, help="seconds of load per URL")
     parser.add_argument("--requests", type=int, default=20, help="sequential samples per URL")

@@ -5,7 +5,7 @@ bench/results/kpis_<scale>.json.
 Run on Postgres with Redis, against a database of your own (it is re-seeded unless
 --skip-seed):
 
-    DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/cso_kpis \\
+    DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/cso_perf \\
     REDIS_URL=redis://127.0.0.1:6379/4 .venv/bin/python bench/kpis_bench.py --scale 1000000
 
 Targets (from the KPI engine issue): rebuild <= 1.5x the GROUP BY; an edited deal visible

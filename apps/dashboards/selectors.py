@@ -10,6 +10,7 @@ the cent per deal), so a list always adds up to the figure that was clicked.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,25 +18,25 @@ from datetime import date, datetime, time
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import (
     Case,
     Count,
     DecimalField,
     Exists,
     F,
-    Min,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
     Sum,
-    Value,
     When,
 )
 from django.db.models.functions import Round
 from django.utils import timezone
 
 from apps.core.errors import ApplicationError
+from apps.core.models import JobRun
 from apps.crm.models import (
     Account,
     ForecastCategory,
@@ -47,20 +48,24 @@ from apps.crm.models import (
 from apps.customers.models import NpsResponse
 from apps.kpis import calc
 from apps.kpis.models import (
+    AccountCohort,
     AccountMrrRollup,
     CloseDateMove,
     ClosedDealRollup,
+    CohortRollup,
     DailyRate,
+    MrrMonthRollup,
     NpsRollup,
     PipelineRollup,
     QuotaRollup,
 )
 from apps.kpis.selectors import KpiFilters, KpiPeriod, KpiScope
-from apps.kpis.services import add_months
+from apps.kpis.services import ROLLUP_RUN_KINDS, add_months
 from apps.org.models import User
 from apps.org.policy import filter_by_owner, scope_for
 
 CENT = Decimal("0.01")
+HISTORY_BATCH = 20_000
 MONEY = DecimalField(max_digits=18, decimal_places=2)
 
 
@@ -339,7 +344,16 @@ def pipeline_changes(
     *, user: User, period: KpiPeriod, scope: KpiScope, filters: KpiFilters, since: datetime
 ) -> PipelineChanges:
     """The waterfall of the open pipeline closing in ``period`` since ``since``: the
-    totals of ``pipeline_moves`` per step (three queries)."""
+    totals of ``pipeline_moves`` per step.
+
+    Rebuilding it reads every deal changed since ``since`` (at a million deals, about a
+    hundred thousand for the last 30 days), so the result is cached per user, arguments
+    and data version: the last finished rollup run, which follows every deal edit (an
+    edit enqueues an incremental update). One query on a hit, six on a miss."""
+    key = _changes_key(user=user, period=period, scope=scope, filters=filters, since=since)
+    found = cache.get(key)
+    if isinstance(found, PipelineChanges):
+        return found
     start, end, moves = pipeline_moves(
         user=user, period=period, scope=scope, filters=filters, since=since
     )
@@ -348,7 +362,51 @@ def pipeline_changes(
     for move in moves:
         steps[move.step] += move.change
         deals[move.step] += 1
-    return PipelineChanges(since=since, start=start, end=end, steps=steps, deals=deals)
+    result = PipelineChanges(since=since, start=start, end=end, steps=steps, deals=deals)
+    cache.set(key, result, CHANGES_CACHE_SECONDS)
+    return result
+
+
+def data_version() -> int | None:
+    """The id of the last finished rollup run (one query): what cached dashboard results
+    are keyed by. Every deal, quota, subscription or NPS edit enqueues a rollup update, so
+    a new version follows every change within seconds."""
+    return (
+        JobRun.objects.filter(
+            kind__in=ROLLUP_RUN_KINDS,
+            status=JobRun.Status.SUCCEEDED,
+            finished_at__isnull=False,
+        )
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+#: How long a computed waterfall is kept at most (a new rollup run replaces it sooner).
+CHANGES_CACHE_SECONDS = 15 * 60
+
+
+def _changes_key(
+    *, user: User, period: KpiPeriod, scope: KpiScope, filters: KpiFilters, since: datetime
+) -> str:
+    """Cache key of a waterfall: the data version (one query), the viewer (visibility)
+    and every argument."""
+    version = data_version()
+    owners = "all" if scope.owner_ids is None else ",".join(map(str, sorted(scope.owner_ids)))
+    raw = "|".join(
+        str(part)
+        for part in (
+            version,
+            user.pk,
+            period.start,
+            period.end,
+            owners,
+            sorted(filters.as_dict().items()),
+            since.isoformat(),
+        )
+    )
+    return "dashboards:changes:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -395,46 +453,71 @@ def pipeline_moves(
     *, user: User, period: KpiPeriod, scope: KpiScope, filters: KpiFilters, since: datetime
 ) -> tuple[Decimal, Decimal, list[PipelineMove]]:
     """Rebuild the open pipeline closing in ``period`` as it stood at ``since`` from the
-    deal history, and classify every difference to today's (three queries).
+    deal history, and classify every difference to today's (four queries below 20,000
+    changed deals).
 
     A deal counts "then" when its last history row at ``since`` was open and closed in the
     period, "now" when it is open and closes in the period. Then only: won, lost, or
     slipped out (still open, moved out of the period). Now only: new (created after
     ``since``) or pulled in. Both: the amount change, up or down."""
-    history = OpportunityHistory.objects.filter(
-        opportunity_id=OuterRef("pk"), changed_at__lte=since
+    latest = (
+        OpportunityHistory.objects.filter(opportunity_id=OuterRef("pk"), changed_at__lte=since)
+        .order_by("-changed_at", "-id")
+        .values("id")[:1]
     )
-    latest = history.order_by("-changed_at", "-id")
-    candidates = (
-        filter_by_owner(Opportunity.objects.all(), scope_for(user))
-        .filter(_deal_filter_q(scope, filters))
+    visible = filter_by_owner(Opportunity.objects.all(), scope_for(user)).filter(
+        _deal_filter_q(scope, filters)
+    )
+    # A deal without a history row after ``since`` is today as it was then: it adds the
+    # same amount to both ends and moves nothing. So only the deals changed since then are
+    # compared (time index on history), and of those only the ones closing in the period
+    # now or whose close date changed (a deal that left the period changed its close
+    # date). The end total is summed over the live open deals in one aggregate and the
+    # start follows from it, so ``start + sum(steps) == end`` holds by construction and
+    # both equal a deal-by-deal recomputation.
+    changed_since = OpportunityHistory.objects.filter(changed_at__gt=since)
+    current = list(
+        visible.filter(pk__in=changed_since.values("opportunity_id"))
         .filter(
             Q(close_date__gte=period.start, close_date__lte=period.end)
             | Q(
-                pk__in=OpportunityHistory.objects.filter(
-                    close_date__gte=period.start, close_date__lte=period.end
-                ).values("opportunity_id")
+                pk__in=changed_since.filter(changed_fields__contains="close_date").values(
+                    "opportunity_id"
+                )
             )
         )
-        .annotate(
-            then_outcome=Subquery(latest.values("stage__outcome")[:1]),
-            then_amount=Subquery(latest.values("amount")[:1]),
-            then_currency=Subquery(latest.values("currency")[:1]),
-            then_close=Subquery(latest.values("close_date")[:1]),
+        .annotate(then_id=Subquery(latest))
+        .values_list("pk", "stage__outcome", "amount", "currency", "close_date", "then_id")
+    )
+    end_total = (
+        visible.filter(
+            close_date__gte=period.start,
+            close_date__lte=period.end,
+            stage__outcome=Stage.Outcome.OPEN,
         )
-        .values_list(
-            "pk",
-            "stage__outcome",
-            "amount",
-            "currency",
-            "close_date",
-            "then_outcome",
-            "then_amount",
-            "then_currency",
-            "then_close",
+        .annotate(base_amount=_base_amount())
+        .aggregate(
+            total=Sum("base_amount"), unconverted=Count("pk", filter=Q(base_amount__isnull=True))
         )
     )
-    rows = list(candidates)
+    if end_total["unconverted"]:
+        raise ApplicationError(
+            f"{end_total['unconverted']} open deals have no exchange rate for their close "
+            "date; the KPI rollups need a rebuild after rates are added."
+        )
+    then_ids = [row[5] for row in current if row[5] is not None]
+    then: dict[int, tuple] = {}
+    # The history rows as they stood at ``since``, by primary key (in batches, so the
+    # parameter list stays within every backend's limit: one query below 20,000 deals).
+    for chunk in range(0, max(len(then_ids), 1), HISTORY_BATCH):
+        then.update(
+            (pk, rest)
+            for pk, *rest in OpportunityHistory.objects.filter(
+                pk__in=then_ids[chunk : chunk + HISTORY_BATCH]
+            ).values_list("pk", "stage__outcome", "amount", "currency", "close_date")
+        )
+    nothing = (None, None, None, None)
+    rows = [(*row[:5], *then.get(row[5], nothing)) for row in current]
     pairs: set[tuple[str, date]] = set()
     for _, _, _, cur, close, _, _, then_cur, then_close in rows:
         pairs.add((cur, close))
@@ -442,7 +525,6 @@ def pipeline_moves(
             pairs.add((then_cur, then_close))
     rates = _rates(pairs)
     moves: list[PipelineMove] = []
-    start = end = Decimal("0.00")
 
     def inside(day: date | None) -> bool:
         return day is not None and period.start <= day <= period.end
@@ -452,10 +534,6 @@ def pipeline_moves(
         now = outcome == Stage.Outcome.OPEN and inside(close)
         before = _convert(_money(then_amount), then_cur, then_close, rates) if was else None
         after = _convert(_money(amount), cur, close, rates) if now else None
-        if before is not None:
-            start += before
-        if after is not None:
-            end += after
         if before is not None and after is None:
             key = {Stage.Outcome.WON: "won", Stage.Outcome.LOST: "lost"}.get(outcome, "slipped_out")
             moves.append(PipelineMove(pk, key, before, None, -before))
@@ -465,6 +543,8 @@ def pipeline_moves(
         elif before is not None and after is not None and after != before:
             key = "amount_up" if after > before else "amount_down"
             moves.append(PipelineMove(pk, key, before, after, after - before))
+    end = _money(end_total["total"])
+    start = end - sum((m.change for m in moves), Decimal("0.00"))
     return start, end, moves
 
 
@@ -475,19 +555,28 @@ def aging_deals(
     *, user: User, period: KpiPeriod, scope: KpiScope, filters: KpiFilters, limit: int = 15
 ) -> QuerySet[Opportunity]:
     """The oldest open deals closing in ``period`` (by created date), each with the time
-    of its last stage change (``stage_since``) and its base amount."""
+    of its last stage change (``stage_since``) and its base amount (two queries)."""
     stage_change = (
         OpportunityHistory.objects.filter(opportunity_id=OuterRef("pk"))
         .filter(Q(changed_fields__contains="stage") | Q(changed_fields__contains="created"))
         .order_by("-changed_at", "-id")
         .values("changed_at")[:1]
     )
+    deals = drilldown_deals(
+        user=user, metric="open_pipeline", period=period, scope=scope, filters=filters
+    )
+    # The oldest ids first, from narrow rows (the open deals of a quarter number tens of
+    # thousands at a million deals: sorting them with their related rows spills to disk),
+    # then the full rows of those few.
+    oldest = list(
+        deals.select_related(None)
+        .order_by("created_date", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
     return (
-        drilldown_deals(
-            user=user, metric="open_pipeline", period=period, scope=scope, filters=filters
-        )
+        deals.filter(pk__in=oldest)
         .annotate(stage_since=Subquery(stage_change))
-        .order_by("created_date", "id")[:limit]
+        .order_by("created_date", "id")
     )
 
 
@@ -495,7 +584,8 @@ def slipped_moves(
     *, user: User, period: KpiPeriod, scope: KpiScope, filters: KpiFilters, limit: int = 15
 ) -> QuerySet[CloseDateMove]:
     """Close-date moves made during ``period`` out of it (old close in the period, new
-    close after it) on deals still open, latest first, with the deal."""
+    close after it) on deals still open, latest first (two queries, the second when
+    evaluated)."""
     start = datetime.combine(period.start, time.min, tzinfo=timezone.get_current_timezone())
     end = datetime.combine(period.next_start, time.min, tzinfo=timezone.get_current_timezone())
     visible = filter_by_owner(Opportunity.objects.all(), scope_for(user)).filter(
@@ -509,7 +599,9 @@ def slipped_moves(
         new_close__gt=period.end,
         deal_id__in=visible.values("pk"),
     )
-    return moves.order_by("-changed_at", "-id")[:limit]
+    # Latest first from narrow rows (time index), then the full rows of those few.
+    latest = list(moves.order_by("-changed_at", "-id").values_list("pk", flat=True)[:limit])
+    return CloseDateMove.objects.filter(pk__in=latest).order_by("-changed_at", "-id")
 
 
 # --- Attainment per rep (rollups) --------------------------------------------------------
@@ -735,27 +827,18 @@ class MrrMovement:
 
 def mrr_movements(*, period: KpiPeriod, filters: KpiFilters) -> list[MrrMovement]:
     """New (from 0), expansion, contraction and churn (to 0) MRR for each month of
-    ``period``, from the account MRR rollup (one query); company-wide, filtered by the
+    ``period``, from the MRR month summary (one query); company-wide, filtered by the
     account's region and segment."""
-    zero = Value(Decimal("0"), output_field=MONEY)
     rows = (
-        AccountMrrRollup.objects.filter(
+        MrrMonthRollup.objects.filter(
             _account_rollup_q(filters), month__gte=period.start, month__lte=period.end
         )
         .values("month")
         .annotate(
-            new=Sum("next_mrr", filter=Q(mrr__lte=0, next_mrr__gt=0), default=zero),
-            expansion=Sum(
-                F("next_mrr") - F("mrr"),
-                filter=Q(mrr__gt=0, next_mrr__gt=F("mrr")),
-                default=zero,
-            ),
-            contraction=Sum(
-                F("next_mrr") - F("mrr"),
-                filter=Q(next_mrr__gt=0, next_mrr__lt=F("mrr")),
-                default=zero,
-            ),
-            churn=Sum("mrr", filter=Q(mrr__gt=0, next_mrr__lte=0), default=zero),
+            new=Sum("new"),
+            expansion=Sum("expansion"),
+            contraction=Sum("contraction"),
+            churn=Sum("churn"),
         )
         .order_by("month")
     )
@@ -790,7 +873,7 @@ class Cohorts:
 
 def cohort_retention(*, period: KpiPeriod, filters: KpiFilters, cohorts: int = 12) -> Cohorts:
     """Cohorts of the ``cohorts`` months ending with the period's last month, or with the
-    current month when the period runs on (one query over the paying accounts' months).
+    current month when the period runs on (one query over the cohort rollup).
     An account belongs to the month it first had MRR (on a month's first day); a later
     month counts it retained when it still has MRR on that month's first day."""
     today = timezone.localdate()
@@ -798,28 +881,32 @@ def cohort_retention(*, period: KpiPeriod, filters: KpiFilters, cohorts: int = 1
     # until it ends), which would show as retention that has not happened yet.
     last = min(date(period.end.year, period.end.month, 1), date(today.year, today.month, 1))
     first = add_months(last, -(cohorts - 1))
-    paying = AccountMrrRollup.objects.filter(_account_rollup_q(filters), mrr__gt=0)
-    starts = paying.values("account_id").annotate(first=Min("month"))
-    cohort_of = {r["account_id"]: r["first"] for r in starts if first <= r["first"] <= last}
-    active: dict[date, set[int]] = defaultdict(set)
-    for account_id, month in paying.filter(
-        month__gte=first, month__lte=last, account_id__in=list(cohort_of)
-    ).values_list("account_id", "month"):
-        active[month].add(account_id)
+    counts: dict[tuple[date, date], int] = defaultdict(int)
+    for cohort, month, n in (
+        CohortRollup.objects.filter(
+            _account_rollup_q(filters),
+            cohort__gte=first,
+            cohort__lte=last,
+            month__gte=first,
+            month__lte=last,
+        )
+        .values("cohort", "month")
+        .annotate(n=Sum("accounts"))
+        .values_list("cohort", "month", "n")
+    ):
+        counts[(cohort, month)] = n
     months = [add_months(first, k) for k in range(cohorts)]
-    members: dict[date, set[int]] = defaultdict(set)
-    for account_id, month in cohort_of.items():
-        members[month].add(account_id)
+    # Every account pays in its cohort month: the cohort's size is its first cell's count.
+    sizes = {m: counts[(m, m)] for m in months}
     rows: dict[date, list[Decimal | None]] = {}
     for index, month in enumerate(months):
-        size = len(members[month])
         rows[month] = [
-            calc.ratio(len(members[month] & active[months[index + k]]), size)
+            calc.ratio(counts[(month, months[index + k])], sizes[month])
             if index + k < len(months)
             else None
             for k in range(cohorts)
         ]
-    return Cohorts(months, {m: len(members[m]) for m in months}, rows)
+    return Cohorts(months, sizes, rows)
 
 
 @dataclass(frozen=True)
@@ -843,10 +930,9 @@ def cohort_members(*, cohort: date, month: date, filters: KpiFilters) -> list[Co
     ``cohort_retention`` for that cohort and month."""
     paying = AccountMrrRollup.objects.filter(_account_rollup_q(filters), mrr__gt=0)
     ids = list(
-        paying.values("account_id")
-        .annotate(first=Min("month"))
-        .filter(first=cohort)
-        .values_list("account_id", flat=True)
+        AccountCohort.objects.filter(_account_rollup_q(filters), cohort=cohort).values_list(
+            "account_id", flat=True
+        )
     )
     mrr = dict(paying.filter(month=month, account_id__in=ids).values_list("account_id", "mrr"))
     accounts = Account.objects.filter(pk__in=ids).values_list("pk", "name", "segment")

@@ -7,6 +7,7 @@ is a 400 that shows the reason in the page and changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -14,11 +15,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from apps.core.errors import ApplicationError
@@ -38,6 +42,7 @@ from apps.dashboards.selectors import (
     attainment_bands,
     cohort_members,
     cohort_retention,
+    data_version,
     drill_metric,
     drilldown_deals,
     drilldown_totals,
@@ -60,8 +65,10 @@ from apps.kpis.selectors import (
     KpiFilters,
     KpiPermissionError,
     KpiResult,
+    kpi_batch,
     kpi_value,
     period_parse,
+    scope_resolve,
 )
 from apps.kpis.services import add_months
 from apps.org.models import Region, Role, Team, User
@@ -139,13 +146,16 @@ def _frame(
     template: str,
     section: str,
     build: Callable[[DashboardQuery], dict[str, Any]],
+    *,
+    cached: bool = False,
 ) -> HttpResponse:
     """Render a dashboard page inside the shared frame; ``build`` returns the page's own
-    context for the parsed filter state."""
+    context for the parsed filter state (kept in the cache when ``cached``, see
+    :func:`_built`). The scope is checked before any cache lookup."""
     context: dict[str, Any] = {"section": section, "freshness": _freshness()}
     try:
         query = query_parse(request.GET, user=request.user)
-        context.update(query=query, **build(query))
+        context.update(query=query, **_built(request, section, query, build, cached))
     except KpiPermissionError:
         # Out of scope: the same answer as a scope that does not exist.
         raise Http404("No such view.") from None
@@ -155,6 +165,70 @@ def _frame(
     context["options"] = _filter_options(request)
     context["raw"] = request.GET
     return render(request, template, context)
+
+
+#: How long a built dashboard page is kept at most; a finished rollup run (a new data
+#: version) replaces it sooner.
+PAGE_CACHE_SECONDS = 10 * 60
+
+
+def _built(
+    request: HttpRequest,
+    section: str,
+    query: DashboardQuery,
+    build: Callable[[DashboardQuery], dict[str, Any]],
+    cached: bool,
+) -> dict[str, Any]:
+    """The page's own context. A dashboard page reads rollups, which change only when a
+    rollup run finishes, so with ``cached`` it is kept per viewer, page, parameters, day
+    and data version (the last finished rollup run): the first view after a run computes
+    it, later views read it. Detail tables on the page (aging, slipped) are kept with it,
+    as of the same run, like the figures next to them."""
+    if not cached:
+        with kpi_batch():  # the page's KPIs share their rollup reads
+            return build(query)
+    raw = "|".join(
+        [
+            section,
+            str(request.user.pk),
+            timezone.localdate().isoformat(),
+            str(data_version()),
+            urlencode(sorted(request.GET.lists()), doseq=True),
+        ]
+    )
+    key = "dashboards:page:" + hashlib.sha256(raw.encode()).hexdigest()
+    found = cache.get(key)
+    if isinstance(found, dict):
+        return found
+    with kpi_batch():
+        found = build(query)
+    # Query sets evaluated now, so the cached context holds rows, not queries.
+    found = {k: list(v) if isinstance(v, QuerySet) else v for k, v in found.items()}
+    cache.set(key, found, PAGE_CACHE_SECONDS)
+    return found
+
+
+def _page_or_csv(
+    request: HttpRequest,
+    template: str,
+    section: str,
+    build: Callable[[DashboardQuery], dict[str, Any]],
+    csv: Callable[[HttpRequest], HttpResponse],
+) -> HttpResponse:
+    """A drill-down list: ``?format=csv`` downloads it (an out-of-scope request is a 404,
+    any other refused parameter falls through to the page, which shows the reason with a
+    400), any other format is a 400, no format renders the page."""
+    file_format = request.GET.get("format") or ""
+    if file_format == "csv":
+        try:
+            return csv(request)
+        except KpiPermissionError:
+            raise Http404("No such view.") from None
+        except ApplicationError:
+            pass
+    elif file_format:
+        return _bad_format(request)
+    return _frame(request, template, section, build)
 
 
 # --- Overview --------------------------------------------------------------------------
@@ -218,7 +292,7 @@ def _tile(query: DashboardQuery, result: KpiResult, drill: str | None) -> Tile:
 def _overview(user) -> Callable[[DashboardQuery], dict[str, Any]]:
     def build(query: DashboardQuery) -> dict[str, Any]:
         tiles: list[Tile] = []
-        scope_args = {"team_id": query.team_id, "rep_id": query.rep_id}
+        scope_args = {"scope": query.scope}
         for name, drill in TILES:
             kpi = kpi_get(name)
             if kpi.family == "customers":
@@ -290,7 +364,7 @@ def _month_range(query: DashboardQuery):
 
 def _bookings_chart(query: DashboardQuery, user) -> dict[str, Any]:
     months = _month_range(query)
-    scope_args = {"team_id": query.team_id, "rep_id": query.rep_id}
+    scope_args = {"scope": query.scope}
     bookings = kpi_value(
         name="bookings", period=months, user=user, filters=query.filters, **scope_args
     )
@@ -362,7 +436,9 @@ def _attainment_chart(query: DashboardQuery, user) -> dict[str, Any] | None:
 
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    return _frame(request, "dashboards/overview.html", "overview", _overview(request.user))
+    return _frame(
+        request, "dashboards/overview.html", "overview", _overview(request.user), cached=True
+    )
 
 
 # --- Drill-down list -------------------------------------------------------------------
@@ -449,17 +525,7 @@ def records(request: HttpRequest) -> HttpResponse:
             "base_currency": settings.BASE_CURRENCY,
         }
 
-    file_format = request.GET.get("format") or ""
-    if file_format == "csv":
-        try:
-            return _records_csv(request)
-        except KpiPermissionError:
-            raise Http404("No such view.") from None
-        except ApplicationError:
-            pass  # the page below shows the reason with a 400
-    elif file_format:
-        return _bad_format(request)
-    return _frame(request, "dashboards/records.html", "records", build)
+    return _page_or_csv(request, "dashboards/records.html", "records", build, _records_csv)
 
 
 def _bad_format(request: HttpRequest) -> HttpResponse:
@@ -557,7 +623,7 @@ def _pipeline(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]
     def build(query: DashboardQuery) -> dict[str, Any]:
         since = _since(request.GET.get("since"))
         symbol = formatting.SYMBOLS.get(settings.BASE_CURRENCY, "")
-        scope_args = {"team_id": query.team_id, "rep_id": query.rep_id}
+        scope_args = {"scope": query.scope}
         stages = pipeline_by_stage(period=query.period, scope=query.scope, filters=query.filters)
         funnel = []
         for s in stages:
@@ -664,7 +730,7 @@ def _pipeline(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]
 
 @require_GET
 def pipeline(request: HttpRequest) -> HttpResponse:
-    return _frame(request, "dashboards/pipeline.html", "pipeline", _pipeline(request))
+    return _frame(request, "dashboards/pipeline.html", "pipeline", _pipeline(request), cached=True)
 
 
 # --- Pipeline changes drill-down -------------------------------------------------------
@@ -743,17 +809,7 @@ def changes(request: HttpRequest) -> HttpResponse:
             "csv_url": "?" + query.querystring(**extra, sort=sort, format="csv"),
         }
 
-    file_format = request.GET.get("format") or ""
-    if file_format == "csv":
-        try:
-            return _changes_csv(request)
-        except KpiPermissionError:
-            raise Http404("No such view.") from None
-        except ApplicationError:
-            pass  # the page below shows the reason with a 400
-    elif file_format:
-        return _bad_format(request)
-    return _frame(request, "dashboards/changes.html", "pipeline", build)
+    return _page_or_csv(request, "dashboards/changes.html", "pipeline", build, _changes_csv)
 
 
 def _changes_csv(request: HttpRequest) -> HttpResponse:
@@ -802,7 +858,7 @@ def _attainment(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, An
         # Quotas exist per team and rep only, so deal filters cannot apply to attainment.
         ignored = _unsupported_filters(kpi_get("attainment"), query.filters)
         plain = replace(query, filters=KpiFilters())
-        scope_args = {"team_id": query.team_id, "rep_id": query.rep_id}
+        scope_args = {"scope": query.scope}
         reps = rep_attainment(user=user, period=query.period, scope=query.scope)
         rep_bars = [
             charts.AttainmentBar(
@@ -867,7 +923,9 @@ def _attainment(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, An
 
 @require_GET
 def attainment(request: HttpRequest) -> HttpResponse:
-    return _frame(request, "dashboards/attainment.html", "quotas", _attainment(request))
+    return _frame(
+        request, "dashboards/attainment.html", "quotas", _attainment(request), cached=True
+    )
 
 
 # --- Team performance ------------------------------------------------------------------
@@ -890,7 +948,12 @@ def _team(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]]:
         for label, scope_args in _attainment_rows(query):
             if "team_id" not in scope_args:
                 continue
-            args = {"user": user, "period": query.period, **scope_args}
+            # One scope per team for its three figures (resolved once, checked once).
+            args = {
+                "user": user,
+                "period": query.period,
+                "scope": scope_resolve(user=user, **scope_args),
+            }
             booked = kpi_value(name="bookings", filters=query.filters, **args).value
             win = kpi_value(name="win_rate", filters=query.filters, **args).value
             note = f"win rate {formatting.percent(win)}"
@@ -939,7 +1002,7 @@ def _team(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]]:
 
 @require_GET
 def team(request: HttpRequest) -> HttpResponse:
-    return _frame(request, "dashboards/team.html", "team", _team(request))
+    return _frame(request, "dashboards/team.html", "team", _team(request), cached=True)
 
 
 # --- Customers -------------------------------------------------------------------------
@@ -1096,7 +1159,9 @@ def _customers(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any
 
 @require_GET
 def customers(request: HttpRequest) -> HttpResponse:
-    return _frame(request, "dashboards/customers.html", "customers", _customers(request))
+    return _frame(
+        request, "dashboards/customers.html", "customers", _customers(request), cached=True
+    )
 
 
 # --- Cohort drill-down -----------------------------------------------------------------
@@ -1182,17 +1247,7 @@ def cohort(request: HttpRequest) -> HttpResponse:
             "customers_url": f"{reverse('dashboards:customers')}?{query.querystring()}",
         }
 
-    file_format = request.GET.get("format") or ""
-    if file_format == "csv":
-        try:
-            return _cohort_csv(request)
-        except KpiPermissionError:
-            raise Http404("No such view.") from None
-        except ApplicationError:
-            pass  # the page below shows the reason with a 400
-    elif file_format:
-        return _bad_format(request)
-    return _frame(request, "dashboards/cohort.html", "customers", build)
+    return _page_or_csv(request, "dashboards/cohort.html", "customers", build, _cohort_csv)
 
 
 def _cohort_csv(request: HttpRequest) -> HttpResponse:
@@ -1278,17 +1333,7 @@ def accounts(request: HttpRequest) -> HttpResponse:
             "csv_url": "?" + query.querystring(sort=sort, movement=movement, format="csv"),
         }
 
-    file_format = request.GET.get("format") or ""
-    if file_format == "csv":
-        try:
-            return _accounts_csv(request)
-        except KpiPermissionError:
-            raise Http404("No such view.") from None
-        except ApplicationError:
-            pass  # the page below shows the reason with a 400
-    elif file_format:
-        return _bad_format(request)
-    return _frame(request, "dashboards/accounts.html", "customers", build)
+    return _page_or_csv(request, "dashboards/accounts.html", "customers", build, _accounts_csv)
 
 
 def _account_rows(query: DashboardQuery, movement: str | None) -> list:

@@ -199,6 +199,117 @@ class AccountMrrRollup(models.Model):
         return f"{self.month:%Y-%m} account {self.account_id}: {self.mrr}"
 
 
+class _AccountDims(models.Model):
+    """Region and segment of the account (the only filters customer KPIs take)."""
+
+    region = models.ForeignKey(
+        "org.Region",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    segment = models.CharField(max_length=16)
+
+    class Meta:
+        abstract = True
+
+
+class MrrMonthRollup(_AccountDims):
+    """The account MRR rollup summed per month x region x segment: total MRR and paying
+    accounts on the month's first day, and how it moved to the next month's first day
+    (new from 0, expansion, contraction, churn to 0; churn as a positive amount), with the
+    paying accounts that churned. Customer pages and logo churn read this, never the
+    per-account rows."""
+
+    month = models.DateField()
+    mrr = MoneyField()
+    paying = models.IntegerField()
+    new = MoneyField()
+    expansion = MoneyField()
+    contraction = MoneyField()
+    churn = MoneyField()
+    churned = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                *_grain("month", "region", "segment"), name="uniq_kpi_mrr_month_grain"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} region {self.region_id} {self.segment}: {self.mrr}"
+
+
+#: Spans (months) the retention rollup is kept for: a fiscal month, quarter and year.
+RETENTION_SPANS = (1, 3, 12)
+
+
+class RetentionRollup(_AccountDims):
+    """Retention of the accounts paying on ``month``'s first day, ``months`` later, per
+    region x segment: their opening MRR, the part of it kept (each account's closing MRR
+    capped at its opening), their closing MRR, how many there were and how many pay
+    nothing at the end. GRR, NRR and logo churn of a period of 1, 3 or 12 months are
+    one row group; other lengths read the account rows."""
+
+    month = models.DateField()
+    months = models.PositiveSmallIntegerField()
+    opening = MoneyField()
+    retained = MoneyField()
+    closing = MoneyField()
+    accounts = models.IntegerField()
+    churned = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                *_grain("month", "months", "region", "segment"),
+                name="uniq_kpi_retention_grain",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} +{self.months} region {self.region_id} {self.segment}"
+
+
+class AccountCohort(_AccountDims):
+    """An account's cohort: the first month on whose first day it had MRR."""
+
+    account = models.OneToOneField(
+        "crm.Account",
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    cohort = models.DateField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"account {self.account_id}: {self.cohort:%Y-%m}"
+
+
+class CohortRollup(_AccountDims):
+    """Logo retention cohorts: of the accounts whose cohort is ``cohort``, how many pay
+    on ``month``'s first day, per region x segment (at ``month == cohort``: all of them,
+    the cohort's size)."""
+
+    cohort = models.DateField()
+    month = models.DateField()
+    accounts = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                *_grain("cohort", "month", "region", "segment"), name="uniq_kpi_cohort_grain"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"cohort {self.cohort:%Y-%m} at {self.month:%Y-%m}: {self.accounts}"
+
+
 class NpsRollup(models.Model):
     """NPS responses by month x account region x segment, split by category."""
 

@@ -13,6 +13,7 @@ and every team above it (team scope); region and segment are the account's.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,18 +24,21 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Aggregate, Count, F, FloatField, Func, IntegerField, Q, Sum
+from django.db.models import Aggregate, F, FloatField, Func, IntegerField, Q, Sum
 
 from apps.core.errors import ApplicationError
 from apps.crm.models import Account, Opportunity, OpportunityHistory, Stage
 from apps.kpis import calc
 from apps.kpis.models import (
+    RETENTION_SPANS,
     AccountMrrRollup,
     CloseDateMove,
     ClosedDealRollup,
+    MrrMonthRollup,
     NpsRollup,
     PipelineRollup,
     QuotaRollup,
+    RetentionRollup,
     StageEntryRollup,
 )
 from apps.kpis.registry import Kpi, kpi_get
@@ -272,6 +276,24 @@ class _MonthTotals:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+#: Rollup rows already loaded in the current ``kpi_batch`` (None outside of one).
+_BATCH: contextvars.ContextVar[dict[tuple, Any] | None] = contextvars.ContextVar(
+    "kpi_batch", default=None
+)
+
+
+@contextlib.contextmanager
+def kpi_batch() -> Iterator[None]:
+    """Share rollup reads between the ``kpi_value`` calls made inside the block (one page
+    asking for bookings, win rate, deal size... of the same scope and months reads the
+    closed-deal rollup once). Use it for one request only: rows are not refreshed inside."""
+    token = _BATCH.set({})
+    try:
+        yield
+    finally:
+        _BATCH.reset(token)
+
+
 class _Loader:
     """Loads rollup rows for one request, once per source, over the union of months."""
 
@@ -279,6 +301,16 @@ class _Loader:
         self.scope, self.filters, self.first, self.last = scope, filters, first, last
         self._closed: dict[date, _MonthTotals] | None = None
         self._pipeline: dict[date, _MonthTotals] | None = None
+        batch = _BATCH.get()
+        if batch is not None:
+            key = (scope, filters, first, last)
+            self._closed = batch.get(("closed", *key))
+            self._pipeline = batch.get(("pipeline", *key))
+
+    def _remember(self, source: str, data: dict[date, _MonthTotals]) -> None:
+        batch = _BATCH.get()
+        if batch is not None:
+            batch[(source, self.scope, self.filters, self.first, self.last)] = data
 
     def closed(self) -> dict[date, _MonthTotals]:
         if self._closed is None:
@@ -308,6 +340,7 @@ class _Loader:
                     totals.lost += row["n"]
                     totals.lost_amount += _money(row["amount"])
             self._closed = data
+            self._remember("closed", data)
         return self._closed
 
     def pipeline(self) -> dict[date, _MonthTotals]:
@@ -328,6 +361,7 @@ class _Loader:
                 totals.open_amount += _money(row["amount"])
                 totals.weighted += _money(row["weighted"])
             self._pipeline = data
+            self._remember("pipeline", data)
         return self._pipeline
 
     def totals(self, period: KpiPeriod, *, pipeline: bool = False) -> _MonthTotals:
@@ -560,6 +594,74 @@ class _Retention:
 
 
 def _retention(filters: KpiFilters, periods: list[KpiPeriod]) -> dict[str, _Retention]:
+    """Opening/closing MRR sums for every period: one query over the retention and MRR
+    month summaries for periods of 1, 3 or 12 months (every fiscal period), plus one over
+    the account rows (:func:`_retention_from_accounts`) when a range of another length is
+    asked for. Both read the same definitions, so they give the same figures."""
+    fast = [p for p in periods if len(p.months) in RETENTION_SPANS]
+    slow = [p for p in periods if len(p.months) not in RETENTION_SPANS]
+    result = _retention_from_accounts(filters, slow) if slow else {}
+    if not fast:
+        return result
+    quote = connection.ops.quote_name
+    retention, months_table = (
+        quote(RetentionRollup._meta.db_table),
+        quote(MrrMonthRollup._meta.db_table),
+    )
+    where, params = "", []
+    if filters.region is not None:
+        where += " AND region_id = %s"
+        params.append(filters.region)
+    if filters.segment is not None:
+        where += " AND segment = %s"
+        params.append(filters.segment)
+    openings = sorted({p.start for p in fast})
+    spans = sorted({len(p.months) for p in fast})
+    closings = sorted({p.next_start for p in fast})
+
+    def marks(items: list[object]) -> str:
+        return ", ".join(["%s"] * len(items))
+
+    sql = f"""
+        SELECT 0, month, months, SUM(opening), SUM(retained), SUM(closing), SUM(accounts),
+               SUM(churned)
+        FROM {retention}
+        WHERE month IN ({marks(openings)}) AND months IN ({marks(spans)}){where}
+        GROUP BY month, months
+        UNION ALL
+        SELECT 1, month, 0, SUM(mrr), SUM(paying), 0, 0, 0
+        FROM {months_table}
+        WHERE month IN ({marks(closings)}){where}
+        GROUP BY month
+    """
+    kept: dict[tuple[date, int], tuple[Any, ...]] = {}
+    closing: dict[date, tuple[Any, ...]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*openings, *spans, *params, *closings, *params])
+        for kind, month, span, *sums in cursor.fetchall():
+            if isinstance(month, str):  # SQLite answers a UNION's dates as text
+                month = date.fromisoformat(month)
+            if kind == 0:
+                kept[(month, int(span))] = tuple(sums)
+            else:
+                closing[month] = tuple(sums)
+    for p in fast:
+        row = kept.get((p.start, len(p.months)), (None,) * 5)
+        mrr, active = closing.get(p.next_start, (None, None))[:2]
+        totals = calc.RetentionTotals(
+            opening=_money(row[0]),
+            retained=_money(row[1]),
+            closing=_money(row[2]),
+            accounts=int(row[3] or 0),
+            churned=int(row[4] or 0),
+        )
+        result[p.name] = _Retention(totals, _money(mrr), int(active or 0))
+    return result
+
+
+def _retention_from_accounts(
+    filters: KpiFilters, periods: list[KpiPeriod]
+) -> dict[str, _Retention]:
     """Opening/closing MRR sums for every period in one query over the account MRR rollup:
     the accounts of the opening month start (index on month), each matched with its row at
     the closing month start (index on month, account)."""
@@ -648,11 +750,10 @@ def _monthly_churn(filters: KpiFilters, first: date, last: date) -> dict[date, D
     """Logo churn of each month in [first, last]: of the accounts with MRR > 0 on the
     month's first day, the share with MRR 0 on the next month's first day (one query)."""
     rows = (
-        AccountMrrRollup.objects.filter(
-            _account_q(filters), month__gte=first, month__lte=last, mrr__gt=0
-        )
+        MrrMonthRollup.objects.filter(_account_q(filters), month__gte=first, month__lte=last)
         .values("month")
-        .annotate(accounts=Count("id"), churned=Count("id", filter=Q(next_mrr__lte=0)))
+        .annotate(accounts=Sum("paying"), churned=Sum("churned"))
+        .filter(accounts__gt=0)
     )
     return {r["month"]: calc.ratio(r["churned"], r["accounts"]) for r in rows}
 
@@ -853,18 +954,25 @@ def kpi_value(
     rep_id: int | None = None,
     filters: KpiFilters | None = None,
     stage_id: int | None = None,
+    scope: KpiScope | None = None,
 ) -> KpiResult:
     """One KPI for ``period`` and the requested scope, with its previous-period and
     year-ago values and a series. Raises ApplicationError for anything it cannot answer
     (unknown KPI, bad period, unsupported scope or filter) and KpiPermissionError when the
-    user may not see the scope."""
+    user may not see the scope.
+
+    ``scope``: a scope already resolved by :func:`scope_resolve` for this ``user`` (a page
+    asking for many KPIs resolves it once); ``team_id``/``rep_id`` must then be left out."""
     kpi = kpi_get(name)
     filters = filters or KpiFilters()
     if isinstance(period, str):
         period = period_parse(period)
     if stage_id is not None and name != "stage_conversion":
         raise ApplicationError("Only stage conversion takes a stage.")
-    scope = scope_resolve(user=user, team_id=team_id, rep_id=rep_id)
+    if scope is None:
+        scope = scope_resolve(user=user, team_id=team_id, rep_id=rep_id)
+    elif team_id is not None or rep_id is not None:
+        raise ApplicationError("Pass a resolved scope or a team/rep, not both.")
     kpi.check(scope=scope.kind, filters=filters.as_dict())
     level, stage = _conversion_level(stage_id) if name == "stage_conversion" else (0, None)
     previous, year_ago = period_shift(period, -1), period_year_ago(period)

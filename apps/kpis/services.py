@@ -36,14 +36,19 @@ from apps.core.services import job_run_record
 from apps.crm.models import Account, Opportunity, OpportunityHistory, Stage
 from apps.customers.models import NpsResponse, Subscription
 from apps.kpis.models import (
+    RETENTION_SPANS,
+    AccountCohort,
     AccountMrrRollup,
     CloseDateMove,
     ClosedDealRollup,
+    CohortRollup,
     DailyRate,
     DirtyMonth,
+    MrrMonthRollup,
     NpsRollup,
     PipelineRollup,
     QuotaRollup,
+    RetentionRollup,
     StageEntryRollup,
 )
 from apps.quotas.models import FiscalPeriod, Quota
@@ -61,6 +66,9 @@ UPDATE_COUNTDOWN_SECONDS = 0.5
 #: the closing MRR of any period up to a year ahead is available.
 MRR_MONTHS_AHEAD = 13
 
+#: JobRun kinds of the rollup runs; the last finished one is the rollups' data version.
+ROLLUP_RUN_KINDS = ("rollups_full", "rollups_incremental")
+
 Progress = Callable[[str], None]
 #: The steps a full rebuild reports to its progress callback, in order.
 REBUILD_STEPS = (
@@ -72,6 +80,7 @@ REBUILD_STEPS = (
     "close_date_moves",
     "quotas",
     "account_mrr",
+    "customer summaries",
     "nps",
 )
 
@@ -592,6 +601,111 @@ def _build_mrr(months: Sequence[date] | None) -> int:
     return _execute(sql, [*month_params, base, base])
 
 
+def _build_mrr_months(months: Sequence[date] | None) -> int:
+    """Per month x region x segment totals of the account MRR rows of ``months``: MRR and
+    paying accounts on the first day, and the movements to the next month's first day,
+    classified per account exactly as the MRR movements chart defines them."""
+    where, params = "", []
+    if months is not None:
+        where = f" AND month IN ({', '.join(['%s'] * len(months))})" if months else " AND 1 = 0"
+        params = list(months)
+    sql = f"""
+        INSERT INTO {_table(MrrMonthRollup)}
+            (month, region_id, segment, mrr, paying, new, expansion, contraction, churn,
+             churned)
+        SELECT month, region_id, segment, SUM(mrr),
+               SUM(CASE WHEN mrr > 0 THEN 1 ELSE 0 END),
+               SUM(CASE WHEN mrr <= 0 AND next_mrr > 0 THEN next_mrr ELSE 0 END),
+               SUM(CASE WHEN mrr > 0 AND next_mrr > mrr THEN next_mrr - mrr ELSE 0 END),
+               SUM(CASE WHEN next_mrr > 0 AND next_mrr < mrr THEN next_mrr - mrr ELSE 0 END),
+               SUM(CASE WHEN mrr > 0 AND next_mrr <= 0 THEN mrr ELSE 0 END),
+               SUM(CASE WHEN mrr > 0 AND next_mrr <= 0 THEN 1 ELSE 0 END)
+        FROM {_table(AccountMrrRollup)}
+        WHERE 1 = 1{where}
+        GROUP BY month, region_id, segment
+    """
+    return _execute(sql, params)
+
+
+def _retention_openings(months: Sequence[date] | None) -> list[date] | None:
+    """The opening months whose retention rows read an account MRR row of ``months``."""
+    if months is None:
+        return None
+    return sorted({add_months(m, -k) for m in months for k in (0, *RETENTION_SPANS)})
+
+
+def _build_retention(openings: Sequence[date] | None) -> int:
+    """Retention rows for the opening months ``openings`` (None: every MRR month) and
+    every span of RETENTION_SPANS: the accounts paying on the opening day matched with
+    their MRR row ``span`` months later (none: 0), as the retention selector defines it."""
+    chosen = list(openings) if openings is not None else _mrr_months()
+    if not chosen:
+        return 0
+    values = ", ".join(["(%s, %s, %s)"] * (len(chosen) * len(RETENTION_SPANS)))
+    params: list[object] = []
+    for month in chosen:
+        for span in RETENTION_SPANS:
+            params += [month, add_months(month, span), span]
+    cast = "CAST(o AS date), CAST(c AS date), CAST(k AS integer)" if _is_postgres() else "o, c, k"
+    mrr = _table(AccountMrrRollup)
+    sql = f"""
+        WITH pairs_raw (o, c, k) AS (VALUES {values}),
+        pairs (o, c, k) AS (SELECT {cast} FROM pairs_raw)
+        INSERT INTO {_table(RetentionRollup)}
+            (month, months, region_id, segment, opening, retained, closing, accounts, churned)
+        SELECT p.o, p.k, a.region_id, a.segment, SUM(a.mrr),
+               SUM(CASE WHEN COALESCE(b.mrr, 0) < a.mrr THEN COALESCE(b.mrr, 0)
+                        ELSE a.mrr END),
+               SUM(COALESCE(b.mrr, 0)),
+               COUNT(*),
+               SUM(CASE WHEN COALESCE(b.mrr, 0) <= 0 THEN 1 ELSE 0 END)
+        FROM pairs p
+        JOIN {mrr} a ON a.month = p.o AND a.mrr > 0
+        LEFT JOIN {mrr} b ON b.month = p.c AND b.account_id = a.account_id
+        GROUP BY p.o, p.k, a.region_id, a.segment
+    """
+    _execute(sql, params)
+    return RetentionRollup.objects.filter(month__in=chosen).count()
+
+
+def _build_cohorts() -> int:
+    """Every account's cohort (first month with MRR), with its current region and
+    segment, and the cohort retention counts; rebuilt whole, since any MRR change can move
+    an account's first month."""
+    AccountCohort.objects.all().delete()
+    sql = f"""
+        INSERT INTO {_table(AccountCohort)} (account_id, cohort, region_id, segment)
+        SELECT m.account_id, MIN(m.month), a.region_id, a.segment
+        FROM {_table(AccountMrrRollup)} m
+        JOIN {_table(Account)} a ON a.id = m.account_id
+        WHERE m.mrr > 0
+        GROUP BY m.account_id, a.region_id, a.segment
+    """
+    _execute(sql, [])
+    CohortRollup.objects.all().delete()
+    _execute(
+        f"""
+        INSERT INTO {_table(CohortRollup)} (cohort, month, region_id, segment, accounts)
+        SELECT c.cohort, m.month, c.region_id, c.segment, COUNT(*)
+        FROM {_table(AccountCohort)} c
+        JOIN {_table(AccountMrrRollup)} m ON m.account_id = c.account_id AND m.mrr > 0
+        GROUP BY c.cohort, m.month, c.region_id, c.segment
+        """,
+        [],
+    )
+    return AccountCohort.objects.count() + CohortRollup.objects.count()
+
+
+def _build_customer_summaries(months: Sequence[date] | None, result: RollupResult) -> None:
+    """The summaries customer KPIs and pages read, for account MRR rows of ``months``."""
+    _delete(MrrMonthRollup, months)
+    result.rows["mrr_months"] = _written(MrrMonthRollup, months, _build_mrr_months)
+    openings = _retention_openings(months)
+    _delete(RetentionRollup, openings)
+    result.rows["retention"] = _build_retention(openings)
+    result.rows["cohorts"] = _build_cohorts()
+
+
 def _build_nps(months: Sequence[date] | None) -> int:
     where, params = _date_ranges_sql("n.responded_on", months)
     sql = f"""
@@ -631,6 +745,10 @@ ROLLUP_MODELS = (
     StageEntryRollup,
     CloseDateMove,
     AccountMrrRollup,
+    MrrMonthRollup,
+    RetentionRollup,
+    AccountCohort,
+    CohortRollup,
     NpsRollup,
     QuotaRollup,
 )
@@ -691,6 +809,9 @@ def _rebuild_areas(
             say(label)
             _delete(model, areas[area])
             result.rows[label] = _written(model, areas[area], builder)
+            if area == "subscriptions":
+                say("customer summaries")
+                _build_customer_summaries(areas[area], result)
     return result
 
 

@@ -1,4 +1,5 @@
-"""A small hand-built book of deals and quotas for the dashboard tests (the KPI tests'
+"""Fixtures of the dashboard tests: the shared hand-built sales book of
+:mod:`tests.kpis.books` without its year-ago deal and with Q3 quotas (the KPI tests'
 organisation: Company > East (manager mgr, rep_a) > East SMB (rep_b); West (rep_c)).
 
 Q3 2024 (January fiscal year), amounts in USD unless said:
@@ -18,75 +19,20 @@ from datetime import date
 from itertools import count
 
 import pytest
+from django.core.cache import cache
 
 from apps.kpis.services import rollups_rebuild
+from tests.kpis.books import Q3, add_sales_book
 from tests.kpis.conftest import World, build_world
 
-Q3 = "2024-Q3"
+__all__ = ["Q3", "add_book", "add_noise"]
+
 _more = count(1)
 
 
 def add_book(w: World) -> None:
-    w.rate("EUR", date(2024, 1, 1), "1.05")
-    w.rate("EUR", date(2024, 8, 1), "1.10")
-    w.deal(
-        owner=w.rep_a,
-        amount="1000",
-        stage="won",
-        created=date(2024, 6, 1),
-        close=date(2024, 7, 11),
-        product=w.product_x,
-    )
-    w.deal(
-        owner=w.rep_a,
-        amount="3000",
-        stage="won",
-        created=date(2024, 7, 1),
-        close=date(2024, 8, 20),
-        account="Beta",
-        region=w.eu,
-        segment="enterprise",
-        product=w.product_y,
-        deal_type="expansion",
-    )
-    w.deal(
-        owner=w.rep_b, amount="2000", stage="lost", created=date(2024, 5, 1), close=date(2024, 9, 5)
-    )
-    w.deal(
-        owner=w.rep_c,
-        amount="500",
-        currency="EUR",
-        stage="won",
-        created=date(2024, 8, 1),
-        close=date(2024, 9, 30),
-        account="Gamma",
-        region=w.eu,
-    )
-    w.deal(
-        owner=w.rep_a,
-        amount="10000",
-        stage="propose",
-        created=date(2024, 6, 1),
-        close=date(2024, 9, 15),
-    )
-    w.deal(
-        owner=w.rep_b,
-        amount="4000",
-        stage="qualify",
-        created=date(2024, 6, 1),
-        close=date(2024, 8, 31),
-    )
-    w.deal(
-        owner=w.rep_a,
-        amount="2000",
-        stage="won",
-        created=date(2024, 4, 10),
-        close=date(2024, 5, 10),
-    )
-    for month in ("2024-07", "2024-08", "2024-09"):
-        w.quota(month, "1000", rep=w.rep_a)
-        w.quota(month, "500", rep=w.rep_b)
-        w.quota(month, "300", rep=w.rep_c)
+    """The shared sales book without the year-ago deal, with Q3 quotas."""
+    add_sales_book(w, quotas=True)
 
 
 def add_noise(w: World, n: int) -> None:
@@ -101,6 +47,14 @@ def add_noise(w: World, n: int) -> None:
             close=date(2024, 7 + i % 3, 10),
             account=f"Noise {k}",
         )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Cached waterfalls are keyed by ids a rolled-back test database hands out again."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

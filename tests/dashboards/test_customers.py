@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -109,12 +110,14 @@ class TestCustomers:
         w = customers
         client.force_login(w.cso)
         client.get(CUSTOMERS, {"period": Q3})
+        cache.clear()  # a computed page, not one read from the cache
         with CaptureQueriesContext(connection) as small:
             assert client.get(CUSTOMERS, {"period": Q3}).status_code == 200
         for k in range(40):
             w.subscription(f"More {k}", "100", date(2024, 1 + k % 9, 1))
             w.nps(f"More {k}", k % 11, date(2024, 8, 1))
         rollups_rebuild()
+        cache.clear()  # a computed page, not one read from the cache
         with CaptureQueriesContext(connection) as large:
             assert client.get(CUSTOMERS, {"period": Q3}).status_code == 200
         assert len(small) == len(large) <= 60

@@ -7,10 +7,12 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from apps.core.errors import ApplicationError
 from apps.dashboards.selectors import pipeline_changes
 from apps.kpis.selectors import KpiFilters, KpiScope, kpi_value, period_parse
 from apps.kpis.services import rollups_rebuild
@@ -199,6 +201,7 @@ class TestPipelinePage:
         client.force_login(book.cso)
         params = {"period": Q3, "since": "2024-07-01"}
         client.get(PIPELINE, params)
+        cache.clear()  # the waterfall computed, not read from the cache
         with CaptureQueriesContext(connection) as small:
             assert client.get(PIPELINE, params).status_code == 200
         add_noise(book, 60)
@@ -206,3 +209,51 @@ class TestPipelinePage:
         with CaptureQueriesContext(connection) as large:
             assert client.get(PIPELINE, params).status_code == 200
         assert len(small) == len(large) <= 80
+
+    def test_the_waterfall_is_cached_until_the_next_rollup_run(self, client, book):
+        # Given a waterfall computed once
+        params = {"period": Q3, "since": "2024-07-01"}
+        first = get(client, book.cso, PIPELINE, **params).context["changes"]
+        # When a deal changes but no rollup run has finished yet, the page still shows
+        # the waterfall of the data version it was computed from, in fewer queries
+        book.deal(
+            owner=book.rep_a,
+            amount="700",
+            stage="qualify",
+            created=date(2024, 8, 2),
+            close=date(2024, 9, 20),
+        )
+        with CaptureQueriesContext(connection) as hit:
+            assert get(client, book.cso, PIPELINE, **params).context["changes"] == first
+        cache.clear()
+        with CaptureQueriesContext(connection) as miss:
+            get(client, book.cso, PIPELINE, **params)
+        assert len(hit) < len(miss)
+        # Then the next rollup run (a new data version) shows the new deal: 700 more new
+        rollups_rebuild()
+        after = get(client, book.cso, PIPELINE, **params).context["changes"]
+        assert after.steps["new"] == first.steps["new"] + D("700.00")
+        assert after.end == first.end + D("700.00")
+        assert after.start == first.start
+
+
+@pytest.mark.django_db
+def test_an_open_deal_without_a_rate_is_an_error_not_a_silent_gap(book):
+    # Given an open Q3 deal in a currency without any exchange rate
+    book.deal(
+        owner=book.rep_a,
+        amount="900",
+        currency="GBP",
+        stage="qualify",
+        created=date(2024, 8, 1),
+        close=date(2024, 9, 12),
+    )
+    # When the waterfall is computed, then it refuses rather than leaving the deal out
+    with pytest.raises(ApplicationError, match="no exchange rate"):
+        pipeline_changes(
+            user=book.cso,
+            period=period_parse(Q3),
+            scope=KpiScope(kind="company"),
+            filters=KpiFilters(),
+            since=at(date(2024, 7, 1)),
+        )

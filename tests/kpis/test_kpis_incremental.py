@@ -67,8 +67,9 @@ def test_editing_a_deal_updates_the_kpi_after_commit(world, django_capture_on_co
     # when the deal is won, inside a transaction whose commit runs the callbacks
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         w.move(deal, when=at(date(2024, 8, 3)), stage="won", close_date=date(2024, 8, 3))
-    # then one callback queued the months and the (eager) task recomputed them
-    assert len(callbacks) == 1
+    # then a callback queued the months and the (eager) task recomputed them, in one run
+    # (other apps, such as forecasting, add their own commit callbacks for the same edit)
+    assert callbacks
     assert kpi_value(name="bookings", period="2024-Q3", user=w.cso).value == D("1000.00")
     assert kpi_value(name="open_pipeline", period="2024-Q3", user=w.cso).value == D("0.00")
     run = JobRun.objects.filter(kind="rollups_incremental").get()

@@ -6,8 +6,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from apps.core.errors import ApplicationError
 from apps.kpis.registry import REGISTRY
-from apps.kpis.selectors import KpiFilters, kpi_value
+from apps.kpis.selectors import KpiFilters, kpi_value, scope_resolve
 from apps.kpis.services import rollups_rebuild
 from tests.kpis.test_kpis_property import seed_book
 
@@ -56,3 +57,25 @@ def test_bookings_is_one_query_for_the_company(world, django_assert_num_queries)
     rollups_rebuild()
     with django_assert_num_queries(1):
         kpi_value(name="bookings", period="FY2024", user=world.cso)
+
+
+@pytest.mark.django_db
+def test_a_resolved_scope_is_not_resolved_again(world, django_assert_num_queries):
+    # Given a team scope resolved once, as a page does for all its figures
+    seed_book(world, 5)
+    rollups_rebuild()
+    scope = scope_resolve(user=world.cso, team_id=world.east.pk)
+    by_ids = kpi_value(name="bookings", period="FY2024", user=world.cso, team_id=world.east.pk)
+    # When a KPI is asked with that scope, then only the rollup query runs
+    with django_assert_num_queries(1):
+        given = kpi_value(name="bookings", period="FY2024", user=world.cso, scope=scope)
+    # And the answer is the one asked by team id
+    assert given.value == by_ids.value and given.series == by_ids.series
+    assert given.scope == by_ids.scope
+
+
+@pytest.mark.django_db
+def test_a_scope_and_a_team_together_are_refused(world):
+    scope = scope_resolve(user=world.cso, team_id=world.east.pk)
+    with pytest.raises(ApplicationError, match="not both"):
+        kpi_value(name="bookings", period="FY2024", user=world.cso, scope=scope, rep_id=1)

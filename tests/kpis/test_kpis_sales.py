@@ -14,6 +14,7 @@ from apps.kpis.models import ClosedDealRollup
 from apps.kpis.registry import REGISTRY
 from apps.kpis.selectors import KpiFilters, KpiPermissionError, kpi_value
 from apps.kpis.services import MissingRateError, rollups_rebuild
+from tests.kpis.books import add_sales_book
 from tests.kpis.conftest import at
 
 D = Decimal
@@ -32,73 +33,9 @@ def book(world):
     d7 rep_a won 2000 USD, created 04-10 closed 05-10 (Q2; Acme's first win)
     d8 rep_b won 1500 USD, closed 2023-08-15 (a year ago), Delta
     """
-    w = world
-    w.rate("EUR", date(2024, 1, 1), "1.05")
-    w.rate("EUR", date(2024, 8, 1), "1.10")
-    w.deal(
-        owner=w.rep_a,
-        amount="1000",
-        stage="won",
-        created=date(2024, 6, 1),
-        close=date(2024, 7, 11),
-        product=w.product_x,
-    )
-    w.deal(
-        owner=w.rep_a,
-        amount="3000",
-        stage="won",
-        created=date(2024, 7, 1),
-        close=date(2024, 8, 20),
-        account="Beta",
-        region=w.eu,
-        segment="enterprise",
-        product=w.product_y,
-        deal_type="expansion",
-    )
-    w.deal(
-        owner=w.rep_b, amount="2000", stage="lost", created=date(2024, 5, 1), close=date(2024, 9, 5)
-    )
-    w.deal(
-        owner=w.rep_c,
-        amount="500",
-        currency="EUR",
-        stage="won",
-        created=date(2024, 8, 1),
-        close=date(2024, 9, 30),
-        account="Gamma",
-        region=w.eu,
-    )
-    w.deal(
-        owner=w.rep_a,
-        amount="10000",
-        stage="propose",
-        created=date(2024, 6, 1),
-        close=date(2024, 9, 15),
-    )
-    w.deal(
-        owner=w.rep_b,
-        amount="4000",
-        stage="qualify",
-        created=date(2024, 6, 1),
-        close=date(2024, 8, 31),
-    )
-    w.deal(
-        owner=w.rep_a,
-        amount="2000",
-        stage="won",
-        created=date(2024, 4, 10),
-        close=date(2024, 5, 10),
-    )
-    w.deal(
-        owner=w.rep_b,
-        amount="1500",
-        stage="won",
-        created=date(2023, 7, 1),
-        close=date(2023, 8, 15),
-        account="Delta",
-    )
+    add_sales_book(world, year_ago=True)
     rollups_rebuild()
-    return w
+    return world
 
 
 def value(book, name, period=Q3, **kw):
