@@ -28,7 +28,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Reviews", "reviews:index", "reviews"),
     NavItem("Team", "dashboards:team", "team"),
     NavItem("Customers", "dashboards:customers", "customers"),
-    NavItem("Forecast", None, "forecast"),
+    NavItem("Forecast", "forecasting:index", "forecast"),
     NavItem("Digests", "digests:index", "digests"),
     NavItem("Imports", "imports:index", "imports", visible_to=policy.can_import),
     NavItem("API", "api:docs", "api"),

@@ -144,9 +144,7 @@ def opportunity_create(
         by=changed_by,
         source=history_source,
     ).save()
-    from apps.kpis.services import rollups_deal_changed
-
-    transaction.on_commit(lambda: rollups_deal_changed(opportunity_id=opp.pk))
+    _queue_updates(opp.pk)
     return opp
 
 
@@ -189,11 +187,22 @@ def opportunity_update(
             source=history_source,
         ).save()
     opportunity.__dict__.update(opp.__dict__)
+    _queue_updates(opp.pk, fields=sorted(changes))
+    return opp, changed
+
+
+def _queue_updates(opportunity_id: int, *, fields: list[str] | None = None) -> None:
+    """After commit: the KPI rollups, then the stored forecasts of the deal's owners."""
+    from apps.forecasting.services import forecast_deal_changed
     from apps.kpis.services import rollups_deal_changed
 
-    edited = sorted(changes)
-    transaction.on_commit(lambda: rollups_deal_changed(opportunity_id=opp.pk, fields=edited))
-    return opp, changed
+    if fields is None:
+        transaction.on_commit(lambda: rollups_deal_changed(opportunity_id=opportunity_id))
+    else:
+        transaction.on_commit(
+            lambda: rollups_deal_changed(opportunity_id=opportunity_id, fields=fields)
+        )
+    transaction.on_commit(lambda: forecast_deal_changed(opportunity_id=opportunity_id))
 
 
 # --- Reference records -------------------------------------------------------------------

@@ -246,3 +246,19 @@ def can_import(user: User | None) -> bool:
 def can_view_audit(user: User) -> bool:
     """Search the security audit log: executives only (it names every user's actions)."""
     return _active(user) and _is_executive(user)
+
+
+def can_submit_forecast_call(
+    user: User | None, team: Team, *, visible: Scope | None = None
+) -> bool:
+    """Submit a forecast call for ``team``: an executive (or superuser) for any team, the
+    company included; a manager for a team they run or any team below it. Reps and RevOps
+    admins never (they see numbers, they do not call them). ``visible``: the user's
+    already resolved :func:`scope_for`, to save its queries."""
+    if not _active(user) or not team.is_active:
+        return False
+    if _is_executive(user):
+        return True
+    if user.role != Role.MANAGER:
+        return False
+    return (visible or scope_for(user)).sees_team(team.pk)

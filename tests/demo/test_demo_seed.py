@@ -267,6 +267,12 @@ def test_command_prints_counts_time_and_one_login_per_role():
     # The bulk load bypasses the incremental rollup hooks, so a full rebuild follows it.
     assert "KPI rollups rebuilt" in text
     assert JobRun.objects.filter(kind="rollups_full", status="succeeded").count() == 1
+    # then the forecasts and the demo managers' calls, so the Forecast page has data
+    from apps.forecasting.models import ForecastCall, ForecastValue
+
+    assert "Forecasts computed" in text
+    assert ForecastValue.objects.exists()
+    assert ForecastCall.objects.exists()
 
 
 def test_command_if_empty_and_no_rollups():

@@ -66,6 +66,12 @@ class Command(BaseCommand):
             action="store_true",
             help="Skip rebuilding the KPI rollups after loading (dashboards stay stale).",
         )
+        parser.add_argument(
+            "--no-forecasts",
+            action="store_true",
+            help="Skip computing forecasts and the demo managers' forecast calls "
+            "(the Forecast page stays empty until the nightly run).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         scale = _scale(str(options["scale"]))
@@ -95,6 +101,25 @@ class Command(BaseCommand):
                 f"KPI rollups rebuilt: {rollups.total_rows:,} rows in "
                 f"{time.monotonic() - started:.1f} s."
             )
+            if not options["no_forecasts"]:
+                self._forecasts(as_of=as_of, seed=options["seed"])
+
+    def _forecasts(self, *, as_of: date, seed: int) -> None:
+        """Every method's forecast for every scope, then the demo managers' calls and the
+        weekly snapshots scored against the closed quarter (they read the rollups)."""
+        from apps.forecasting.demo import forecast_demo_seed
+        from apps.forecasting.services import forecasts_recompute
+
+        started = time.monotonic()
+        try:
+            result = forecasts_recompute(as_of=as_of)
+            demo = forecast_demo_seed(as_of=as_of, seed=seed)
+        except ApplicationError as exc:
+            raise CommandError(f"Demo loaded, but the forecasts failed: {exc.message}") from exc
+        self.stdout.write(
+            f"Forecasts computed: {result.values:,} values, {demo['calls']:,} manager calls, "
+            f"{demo['snapshots']:,} weekly snapshots in {time.monotonic() - started:.1f} s."
+        )
 
     def _report(self, result: SeedResult, *, seed: int, scale: int, as_of: date) -> None:
         out = self.stdout
