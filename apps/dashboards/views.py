@@ -82,7 +82,7 @@ def _records_url(query: DashboardQuery, **overrides: object) -> str:
     return f"{reverse('dashboards:records')}?{query.querystring(**overrides)}"
 
 
-def _filter_options(request: HttpRequest) -> dict[str, Any]:
+def filter_options(request: HttpRequest) -> dict[str, Any]:
     """Choices for the filter bar, limited to what the viewer may see (four queries)."""
     teams = list(visible_teams(request.user).order_by("name").values("id", "name", "parent_id"))
     by_id = {t["id"]: t for t in teams}
@@ -160,9 +160,9 @@ def _frame(
         # Out of scope: the same answer as a scope that does not exist.
         raise Http404("No such view.") from None
     except ApplicationError as exc:
-        context.update(error=exc.message, options=_filter_options(request))
+        context.update(error=exc.message, options=filter_options(request))
         return render(request, "dashboards/error.html", context, status=400)
-    context["options"] = _filter_options(request)
+    context["options"] = filter_options(request)
     context["raw"] = request.GET
     return render(request, template, context)
 

@@ -31,7 +31,7 @@ from apps.dashboards import formatting
 from apps.dashboards.charts import figure_json
 from apps.dashboards.query import PARAMS, DashboardQuery, query_parse
 from apps.dashboards.selectors import drilldown_deals, pipeline_by_month_and_category
-from apps.dashboards.views import _filter_options  # the dashboards' filter bar, shared
+from apps.dashboards.views import filter_options  # the dashboards' filter bar, shared
 from apps.forecasting import charts, selectors, services
 from apps.forecasting.forms import CallForm, CategoryForm, ScenarioForm
 from apps.forecasting.models import ForecastCall
@@ -455,9 +455,9 @@ def _render(
     except KpiPermissionError:
         raise Http404("No such view.") from None
     except ApplicationError as exc:
-        context.update(error=exc.message, options=_filter_options(request))
+        context.update(error=exc.message, options=filter_options(request))
         return render(request, "forecasting/error.html", context, status=400)
-    context["options"] = _filter_options(request)
+    context["options"] = filter_options(request)
     context["raw"] = request.GET
     return render(request, "forecasting/index.html", context, status=status)
 
