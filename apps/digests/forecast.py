@@ -4,7 +4,9 @@ The numbers are the forecasting app's stored forecasts; nothing is recomputed he
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -59,3 +61,49 @@ def forecast_block(
         note=(f"Computed {computed:%d %b %Y %H:%M}." if computed else "")
         + ("" if metrics else " No forecast call submitted yet."),
     )
+
+
+# --- "The forecast" of a period, for the forecast-attainment alert ---------------------------
+
+#: Which stored method is "the forecast", in order of preference: the Monte Carlo P50 when
+#: stored, else the weighted pipeline's expected value.
+FORECAST_PREFERENCE = (("monte_carlo", "p50"), ("weighted", "expected"))
+
+FORECAST_BASIS_TEXT = {
+    ("monte_carlo", "p50"): "Monte Carlo P50",
+    ("weighted", "expected"): "weighted pipeline, expected value",
+}
+
+
+@dataclass(frozen=True)
+class ForecastBasis:
+    """The one figure used as "the forecast for the period", and where it came from."""
+
+    method: str
+    field: str
+    value: Decimal
+    p10: Decimal | None
+    p90: Decimal | None
+
+    @property
+    def text(self) -> str:
+        return FORECAST_BASIS_TEXT[(self.method, self.field)]
+
+
+def forecast_basis(methods: Iterable[Any]) -> ForecastBasis | None:
+    """The forecast for the period from stored ``MethodForecast`` rows: the Monte Carlo
+    P50 when one is stored, else the weighted pipeline's expected value (won to date
+    included in both); None when neither is stored. P10 and P90 come with Monte Carlo."""
+    by_method = {m.method: m for m in methods}
+    for method, attr in FORECAST_PREFERENCE:
+        found = by_method.get(method)
+        value = getattr(found, attr, None) if found is not None else None
+        if value is not None:
+            return ForecastBasis(
+                method=method,
+                field=attr,
+                value=Decimal(value),
+                p10=found.p10 if method == "monte_carlo" else None,
+                p90=found.p90 if method == "monte_carlo" else None,
+            )
+    return None

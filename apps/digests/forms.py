@@ -76,8 +76,14 @@ class AlertForm(forms.Form):
     threshold = forms.DecimalField(
         max_digits=18,
         decimal_places=4,
-        help_text="Percent for rates (90 = 90 %), a multiple for coverage (3 = 3x).",
+        help_text=(
+            "Percent for rates and forecast attainment (90 = 90 %), a multiple for "
+            "coverage (3 = 3x)."
+        ),
     )
     period_kind = forms.ChoiceField(
-        choices=DigestAlert.PeriodKind.choices, label="Period", initial="quarter"
+        choices=DigestAlert.PeriodKind.choices,
+        label="Period",
+        initial="quarter",
+        help_text="Forecast attainment: the current fiscal quarter only.",
     )

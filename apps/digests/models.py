@@ -147,7 +147,9 @@ class DigestSubscription(models.Model):
 
 
 class AlertKpi(models.TextChoices):
-    """KPIs an alert can watch (registry names)."""
+    """What an alert can watch: KPI registry names, and ``forecast_attainment`` (the
+    forecast for the period / the quota for the period; see
+    :func:`apps.digests.selectors.forecast_attainment`)."""
 
     PIPELINE_COVERAGE = "pipeline_coverage", "Pipeline coverage (x)"
     ATTAINMENT = "attainment", "Quota attainment (%)"
@@ -157,6 +159,7 @@ class AlertKpi(models.TextChoices):
     NRR = "nrr", "Net revenue retention (%)"
     GRR = "grr", "Gross revenue retention (%)"
     NPS = "nps", "NPS"
+    FORECAST_ATTAINMENT = "forecast_attainment", "Forecast attainment (%)"
 
 
 class DigestAlert(models.Model):

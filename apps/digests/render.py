@@ -99,7 +99,10 @@ def alert_payload(
     period_name: str,
     scope_label: str,
     url: str,
+    details: list[str] | None = None,
 ) -> dict[str, Any]:
+    """Render an alert mail; ``details`` are extra lines shown under the value (for
+    forecast attainment: the forecast used, its P10-P90 range and the quota)."""
     context = {
         **_common(subscription),
         "alert": alert,
@@ -108,6 +111,7 @@ def alert_payload(
         "period_name": period_name,
         "scope_label": scope_label,
         "url": url,
+        "details": list(details or []),
     }
     subject = (
         f"Alert: {alert.get_kpi_display().split(' (')[0]} {alert.get_operator_display()} "

@@ -7,7 +7,9 @@ every subscription; anyone else the subscriptions they own or receive.
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -16,7 +18,10 @@ from django.db.models import Q, QuerySet
 from apps.core.errors import ApplicationError
 from apps.digests import render
 from apps.digests.content import digest_content
+from apps.digests.forecast import ForecastBasis, forecast_basis
 from apps.digests.models import Delivery, DigestSubscription, Frequency, Section
+from apps.kpis import calc as kpi_calc
+from apps.kpis.selectors import KpiPeriod, KpiScope, kpi_value
 from apps.org.models import Role, Team, User
 from apps.org.policy import scope_for
 
@@ -124,3 +129,40 @@ def digest_preview(*, user: User, subscription: DigestSubscription, as_of: date)
         raise ApplicationError("You may not see this digest's scope.")
     content = digest_content(subscription=subscription, as_of=as_of)
     return {"content": content, "payload": render.digest_payload(content)}
+
+
+@dataclass(frozen=True)
+class ForecastAttainment:
+    """Forecast attainment of a scope and period: ``value`` = forecast / quota as a
+    fraction (0.93 is 93 %), with the forecast's basis and the quota it was divided by."""
+
+    value: Decimal
+    basis: ForecastBasis
+    quota: Decimal
+    computed_at: datetime | None
+
+
+def forecast_attainment(
+    *, viewer: User, scope: KpiScope, period: KpiPeriod
+) -> ForecastAttainment | None:
+    """The forecast for ``period`` / the quota for ``period``, for a scope already
+    resolved (visibility-checked) for ``viewer``.
+
+    The forecast is the stored Monte Carlo P50 when there is one, else the stored weighted
+    pipeline's expected value (:func:`apps.digests.forecast.forecast_basis`), from
+    ``apps.forecasting.selectors.forecast_latest``; the quota is the KPI engine's
+    ``quota`` KPI for the same scope and period. None ("no data") when no forecast is
+    stored, or the quota is missing or zero."""
+    from apps.forecasting.selectors import forecast_latest
+
+    summary = forecast_latest(scope=scope, period=period)
+    basis = forecast_basis(summary.methods) if summary is not None else None
+    if basis is None:
+        return None
+    quota = kpi_value(name="quota", period=period, user=viewer, scope=scope).value
+    value = kpi_calc.attainment(basis.value, quota)
+    if value is None or quota is None:
+        return None
+    return ForecastAttainment(
+        value=value, basis=basis, quota=Decimal(quota), computed_at=summary.computed_at
+    )

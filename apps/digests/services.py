@@ -37,9 +37,9 @@ from apps.digests.models import (
     Frequency,
     Section,
 )
-from apps.digests.selectors import manages_all, sees_scope
+from apps.digests.selectors import forecast_attainment, manages_all, sees_scope
 from apps.kpis.registry import kpi_get
-from apps.kpis.selectors import kpi_value
+from apps.kpis.selectors import kpi_value, period_parse
 from apps.org.models import Team, User
 from apps.org.policy import scope_for
 from apps.quotas import fiscal
@@ -264,7 +264,20 @@ _ALERT_PAGES = {
     "nrr": "dashboards:customers",
     "grr": "dashboards:customers",
     "nps": "dashboards:customers",
+    "forecast_attainment": "forecasting:index",
 }
+
+#: Alert figures that are not KPI registry entries: (unit, family) as the registry says
+#: for KPIs. Forecast attainment is a percent of the quota, for any sales scope.
+_DERIVED = {AlertKpi.FORECAST_ATTAINMENT: ("percent", "forecast")}
+
+
+def _alert_unit(kpi: str) -> str:
+    return _DERIVED[kpi][0] if kpi in _DERIVED else kpi_get(kpi).unit
+
+
+def _alert_family(kpi: str) -> str:
+    return _DERIVED[kpi][1] if kpi in _DERIVED else kpi_get(kpi).family
 
 
 @transaction.atomic
@@ -287,7 +300,13 @@ def alert_create(
         raise ApplicationError("The operator is 'below' or 'above'.")
     if period_kind not in DigestAlert.PeriodKind.values:
         raise ApplicationError("The period is the current fiscal month, quarter or year.")
-    if kpi_get(kpi).family == "customers" and subscription.team_id is not None:
+    if kpi == AlertKpi.FORECAST_ATTAINMENT and period_kind != DigestAlert.PeriodKind.QUARTER:
+        # apps.forecasting stores forecasts for the current and next fiscal quarter only.
+        raise ApplicationError(
+            "Forecasts are stored per fiscal quarter: forecast attainment alerts watch the "
+            "current fiscal quarter."
+        )
+    if _alert_family(kpi) == "customers" and subscription.team_id is not None:
         raise ApplicationError(f"{kpi_get(kpi).label} is company-wide; the scope is a team.")
     return DigestAlert.objects.create(
         subscription=subscription,
@@ -308,11 +327,11 @@ def alert_delete(*, actor: User, alert: DigestAlert) -> None:
 def _comparable(kpi: str, value: Decimal | int) -> Decimal:
     """A KPI value on the threshold's scale (percent KPIs as percent)."""
     number = Decimal(value)
-    return number * 100 if kpi_get(kpi).unit == "percent" else number
+    return number * 100 if _alert_unit(kpi) == "percent" else number
 
 
 def _threshold_text(alert: DigestAlert) -> str:
-    unit = kpi_get(alert.kpi).unit
+    unit = _alert_unit(alert.kpi)
     value = alert.threshold
     if unit == "percent":
         return formatting.percent(value / 100)
@@ -324,13 +343,43 @@ def _alert_period(alert: DigestAlert, now: datetime) -> str:
     return fiscal.period_containing(today, alert.period_kind, settings.FISCAL_YEAR_START_MONTH).name
 
 
-def _alert_evaluate(alert: DigestAlert, now: datetime) -> tuple[Decimal | int | None, str, Any]:
+def _money(value: Decimal | None) -> str:
+    return formatting.money(value, settings.BASE_CURRENCY)
+
+
+def _forecast_details(found: Any) -> list[str]:
+    """The lines under a forecast-attainment alert: which forecast, its range, the quota."""
+    basis = found.basis
+    if basis.p10 is not None and basis.p90 is not None:
+        spread = f"range P10\u2013P90 {_money(basis.p10)} \u2013 {_money(basis.p90)}"
+    else:
+        spread = "no P10\u2013P90 range for this method"
+    lines = [
+        f"Forecast: {_money(basis.value)} ({basis.text}; {spread})",
+        f"Quota: {_money(found.quota)}",
+    ]
+    if found.computed_at is not None:
+        when = timezone.localtime(found.computed_at)
+        lines.append(f"Forecast computed {when:%d %b %Y %H:%M}.")
+    return lines
+
+
+def _alert_evaluate(
+    alert: DigestAlert, now: datetime
+) -> tuple[Decimal | int | None, str, Any, list[str]]:
+    """(value, period name, scope, detail lines for the mail) of an alert, read as the
+    subscription's reader; ApplicationError when the reader may not see the scope."""
     sub = alert.subscription
     viewer = digest_viewer(sub)
     scope = digest_scope(sub, viewer)
     period = _alert_period(alert, now)
-    result = kpi_value(name=alert.kpi, period=period, user=viewer, team_id=scope.team_id)
-    return result.value, period, scope
+    if alert.kpi == AlertKpi.FORECAST_ATTAINMENT:
+        found = forecast_attainment(viewer=viewer, scope=scope, period=period_parse(period))
+        if found is None:
+            return None, period, scope, []
+        return found.value, period, scope, _forecast_details(found)
+    result = kpi_value(name=alert.kpi, period=period, user=viewer, scope=scope)
+    return result.value, period, scope, []
 
 
 @dataclass
@@ -356,7 +405,7 @@ def _alerts_check(now: datetime, result: DispatchResult) -> None:
     ).select_related("subscription__recipient", "subscription__owner", "subscription__team")
     for alert in alerts:
         try:
-            value, period, scope = _alert_evaluate(alert, now)
+            value, period, scope, details = _alert_evaluate(alert, now)
         except ApplicationError as exc:
             result.errors.append(f"alert {alert.pk}: {exc.message}")
             continue
@@ -377,7 +426,7 @@ def _alerts_check(now: datetime, result: DispatchResult) -> None:
                 locked.crossings += 1
                 locked.save()
                 sub = alert.subscription
-                unit = kpi_get(alert.kpi).unit
+                unit = _alert_unit(alert.kpi)
                 payload = render.alert_payload(
                     subscription=sub,
                     alert=locked,
@@ -385,6 +434,7 @@ def _alerts_check(now: datetime, result: DispatchResult) -> None:
                     threshold_text=_threshold_text(locked),
                     period_name=period,
                     scope_label=scope.label,
+                    details=details,
                     url=absolute(
                         reverse(_ALERT_PAGES[alert.kpi]), {"period": period, "team": scope.team_id}
                     ),
