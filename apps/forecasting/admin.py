@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from apps.forecasting.models import (
     BacktestScore,
+    DealScoreValue,
     ForecastCall,
     ForecastRun,
     ForecastSnapshot,
@@ -84,6 +85,22 @@ class BacktestScoreAdmin(ReadOnlyAdmin):
     list_display = ("scope_key", "period_name", "week", "method", "forecast", "actual", "error")
     list_filter = ("period_name", "method")
     search_fields = ("scope_key", "period_name")
+
+
+@admin.register(DealScoreValue)
+class DealScoreValueAdmin(ReadOnlyAdmin):
+    list_display = (
+        "opportunity",
+        "period_name",
+        "probability",
+        "stage_probability",
+        "as_of",
+        "computed_at",
+    )
+    list_filter = ("period_name",)
+    list_select_related = ("opportunity",)
+    raw_id_fields = ("opportunity", "run")
+    search_fields = ("opportunity__name",)
 
 
 @admin.register(Scenario)

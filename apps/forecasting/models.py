@@ -232,3 +232,48 @@ class BacktestScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope_key} {self.period_name} w{self.week} {self.method}: {self.error}"
+
+
+class DealScoreValue(models.Model):
+    """The stored ML close probability of one open deal for one stored period, with its top
+    factors, as computed by the forecast recompute (nightly for every deal; after a deal
+    change for its owners' deals). The Forecast page reads these rows and never calls the
+    engine for scores in a request. Replaced per period (full run) or per owner (after a
+    change); ``probability`` and ``stage_probability`` are ratios (0..1) of winning within
+    the period."""
+
+    run = models.ForeignKey(ForecastRun, on_delete=models.SET_NULL, null=True, related_name="+")
+    opportunity = models.ForeignKey(
+        "crm.Opportunity", on_delete=models.CASCADE, related_name="forecast_scores"
+    )
+    period_name = models.CharField(max_length=32)
+    period_start = models.DateField()
+    period_end = models.DateField()
+    as_of = models.DateField()
+    probability = models.FloatField()
+    stage_probability = models.FloatField()
+    top_factors = models.JSONField(
+        default=list, blank=True, help_text="[[label, signed log-odds contribution], ...]"
+    )
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["period_start", "-probability", "opportunity_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["opportunity", "period_name"], name="uniq_deal_score_period"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    probability__gte=0,
+                    probability__lte=1,
+                    stage_probability__gte=0,
+                    stage_probability__lte=1,
+                ),
+                name="deal_score_probability_0_1",
+            ),
+        ]
+        indexes = [models.Index(fields=["period_name"], name="deal_score_period")]
+
+    def __str__(self) -> str:
+        return f"deal {self.opportunity_id} {self.period_name}: {self.probability:.3f}"

@@ -14,9 +14,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Max, QuerySet, Sum
+from django.db.models import FilteredRelation, Max, Q, QuerySet, Sum
 
 from apps.crm.models import ForecastCategory, Stage
+from apps.dashboards.selectors import drilldown_deals
 from apps.forecasting import calc
 from apps.forecasting.models import (
     BacktestScore,
@@ -28,7 +29,7 @@ from apps.forecasting.models import (
 )
 from apps.forecasting.scopes import key_for, root_team_ids
 from apps.kpis.models import ClosedDealRollup, PipelineRollup
-from apps.kpis.selectors import KpiPeriod, KpiScope
+from apps.kpis.selectors import KpiFilters, KpiPeriod, KpiScope
 from apps.org.models import Role, Team, User
 from apps.org.policy import Scope, scope_for, subtree_ids
 
@@ -306,6 +307,49 @@ def forecast_latest(*, scope: KpiScope, period: KpiPeriod) -> ForecastSummary | 
         call_best_case=call.best_case if call else None,
         call_submitted_at=call.submitted_at if call else None,
     )
+
+
+# --- Deals with their stored scores -------------------------------------------------------
+
+#: Fields of each listed deal; ``score__*`` are NULL for a deal without a stored score.
+DEAL_FIELDS = (
+    "id",
+    "name",
+    "account__name",
+    "owner_id",
+    "owner__first_name",
+    "owner__last_name",
+    "stage__name",
+    "stage__probability",
+    "forecast_category",
+    "close_date",
+    "amount",
+    "currency",
+    "base_amount",
+    "score__probability",
+    "score__top_factors",
+    "score__as_of",
+    "score__computed_at",
+)
+
+
+def scored_open_deals(
+    *, user: User, period: KpiPeriod, scope: KpiScope, filters: KpiFilters
+) -> list[dict[str, Any]]:
+    """The open deals of ``scope`` closing in ``period`` that ``user`` may see, narrowed by
+    the filters (the dashboards' open-pipeline drill-down), each with the ML score stored
+    for the period by the forecast recompute (:class:`DealScoreValue`) or NULLs when the
+    deal has none yet. One query (a left join on the unique (deal, period) score); never
+    a call to the engine. A deal's score does not depend on the scope or the filters."""
+    deals = drilldown_deals(
+        user=user, metric="open_pipeline", period=period, scope=scope, filters=filters
+    )
+    scored = deals.annotate(
+        score=FilteredRelation(
+            "forecast_scores", condition=Q(forecast_scores__period_name=period.name)
+        )
+    )
+    return list(scored.values(*DEAL_FIELDS))
 
 
 # --- Accuracy ------------------------------------------------------------------------------

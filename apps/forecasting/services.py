@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.errors import ApplicationError
@@ -24,6 +25,7 @@ from apps.crm.services import opportunity_update
 from apps.forecasting import calc, scopes
 from apps.forecasting.models import (
     BacktestScore,
+    DealScoreValue,
     ForecastCall,
     ForecastRun,
     ForecastSnapshot,
@@ -31,7 +33,7 @@ from apps.forecasting.models import (
     Scenario,
 )
 from apps.forecasting.selectors import call_rollup, latest_calls
-from apps.kpis.selectors import KpiPeriod, kpi_value, period_parse, period_shift
+from apps.kpis.selectors import KpiPeriod, KpiScope, kpi_value, period_parse, period_shift
 from apps.org.models import Role, Team, User
 from apps.org.policy import can_submit_forecast_call, deal_editable_fields
 from apps.quotas import fiscal
@@ -184,6 +186,7 @@ def deal_category_set(*, user: User, opportunity: Opportunity, category: str) ->
 class RecomputeResult:
     values: int = 0
     scopes: int = 0
+    deal_scores: int = 0
     periods: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -225,17 +228,54 @@ def _value_rows(
     ]
 
 
+def _score_rows(
+    period: KpiPeriod, scores: Iterable[Any], *, run: ForecastRun, as_of: date, now: datetime
+) -> list[DealScoreValue]:
+    return [
+        DealScoreValue(
+            run=run,
+            opportunity_id=s.opportunity_id,
+            period_name=period.name,
+            period_start=period.start,
+            period_end=period.end,
+            as_of=as_of,
+            probability=float(s.probability),
+            stage_probability=float(s.stage_probability),
+            top_factors=[[str(label), float(value)] for label, value in s.top_factors],
+            computed_at=now,
+        )
+        for s in scores
+    ]
+
+
+def _owners_scope(owner_ids: frozenset[int]) -> KpiScope:
+    """A scope of exactly these owners' deals, for scoring them (a deal's score does not
+    depend on the scope it is asked for: the model and its features are per deal)."""
+    return KpiScope(kind="team", owner_ids=owner_ids, label="Changed owners")
+
+
 def _recompute(
-    targets: list[scopes.ScopeTarget], *, kind: str, as_of: date | None
+    targets: list[scopes.ScopeTarget],
+    *,
+    kind: str,
+    as_of: date | None,
+    score_owner_ids: frozenset[int] | None = None,
 ) -> RecomputeResult:
+    """Compute every method for ``targets`` and the deal scores, then store both in one
+    transaction. Deal scores: a full run scores every open deal of each stored period
+    (one company-scope call per period) and replaces those periods' rows; a run after a
+    change (``score_owner_ids``) scores and replaces only those owners' deals."""
     api = engine_api()
     as_of = as_of or timezone.localdate()
     periods = forecast_periods(as_of)
     result = RecomputeResult(periods=[p.name for p in periods])
     now = timezone.now()
+    full = kind == ForecastRun.Kind.FULL
+    score_scope = company_scope() if full else _owners_scope(score_owner_ids or frozenset())
     # Compute first (outside the write transaction: the engine only reads), then replace
     # the stored rows of exactly these scopes and periods in one transaction.
     computed: list[tuple[scopes.ScopeTarget, KpiPeriod, list[Any]]] = []
+    scored: list[tuple[KpiPeriod, list[Any]]] = []
     # One load of the deal history for every scope (the engine skips its per-call check).
     with api.reusing_data():
         for target in targets:
@@ -247,6 +287,11 @@ def _recompute(
                         api.forecasts_compute(scope=target.scope, period=period, as_of=as_of),
                     )
                 )
+        if full or score_owner_ids:
+            for period in periods:
+                scored.append(
+                    (period, api.deal_scores(scope=score_scope, period=period, as_of=as_of))
+                )
     with transaction.atomic():
         _lock()
         run = ForecastRun.objects.create(
@@ -256,26 +301,52 @@ def _recompute(
         for target, period, forecasts in computed:
             rows += _value_rows(target, period, forecasts, run=run, as_of=as_of, now=now)
         stale = ForecastValue.objects.filter(period_name__in=result.periods)
-        if kind != ForecastRun.Kind.FULL:
+        if not full:
             stale = stale.filter(scope_key__in=[t.key for t in targets])
         # A full run also drops scopes that no longer exist (a deactivated team or rep).
         stale.delete()
         ForecastValue.objects.bulk_create(rows, batch_size=1000)
+        score_rows: list[DealScoreValue] = []
+        for period, scores in scored:
+            score_rows += _score_rows(period, scores, run=run, as_of=as_of, now=now)
+        if full:
+            # Every stored period is rescored; scores of periods that have ended are
+            # dropped (a past quarter's "probability to win within it" means nothing now).
+            DealScoreValue.objects.filter(
+                Q(period_name__in=result.periods) | Q(period_end__lt=periods[0].start)
+            ).delete()
+        elif score_owner_ids:
+            # The owners' deals, and any deal scored now that was stored under another
+            # owner (reassigned): a deal that closed or left the period loses its row.
+            DealScoreValue.objects.filter(period_name__in=result.periods).filter(
+                Q(opportunity__owner_id__in=score_owner_ids)
+                | Q(opportunity_id__in=[r.opportunity_id for r in score_rows])
+            ).delete()
+        DealScoreValue.objects.bulk_create(score_rows, batch_size=2000)
         run.values = len(rows)
         run.finished_at = timezone.now()
         run.save(update_fields=["values", "finished_at"])
-    result.values, result.scopes = len(rows), len(targets)
+    result.values, result.scopes, result.deal_scores = len(rows), len(targets), len(score_rows)
     return result
+
+
+def company_scope() -> KpiScope:
+    return scopes.company_target().scope
 
 
 def forecasts_recompute(*, as_of: date | None = None) -> RecomputeResult:
     """Every method for every scope (company, every active team, every active rep) and
-    the current and next fiscal quarter, stored in one transaction (replacing what was
-    stored for them). Idempotent; records a JobRun ``forecasting.recompute``."""
+    the current and next fiscal quarter, and the ML score of every open deal closing in
+    them, stored in one transaction (replacing what was stored for them). Idempotent;
+    records a JobRun ``forecasting.recompute``."""
     with job_run_record(kind="forecasting.recompute") as run:
         result = _recompute(scopes.all_targets(), kind=ForecastRun.Kind.FULL, as_of=as_of)
         run.rows = result.values
-        run.detail = {"scopes": result.scopes, "periods": result.periods}
+        run.detail = {
+            "scopes": result.scopes,
+            "periods": result.periods,
+            "deal_scores": result.deal_scores,
+        }
     return result
 
 
@@ -283,17 +354,28 @@ def forecasts_recompute_owners(
     *, owner_ids: Iterable[int], as_of: date | None = None
 ) -> RecomputeResult:
     """Recompute the scopes deals of these owners count in (each owner, their teams up
-    to the company) after a change; records a JobRun ``forecasting.recompute_scopes``."""
+    to the company) and the stored scores of these owners' open deals, after a change;
+    records a JobRun ``forecasting.recompute_scopes``."""
+    owners = frozenset(owner_ids)
     keys: dict[str, scopes.ScopeTarget] = {}
-    for owner_id in sorted(set(owner_ids)):
+    for owner_id in sorted(owners):
         for target in scopes.targets_for_owner(owner_id):
             keys.setdefault(target.key, target)
     if not keys:
         return RecomputeResult()
     with job_run_record(kind="forecasting.recompute_scopes") as run:
-        result = _recompute(list(keys.values()), kind=ForecastRun.Kind.SCOPES, as_of=as_of)
+        result = _recompute(
+            list(keys.values()),
+            kind=ForecastRun.Kind.SCOPES,
+            as_of=as_of,
+            score_owner_ids=owners,
+        )
         run.rows = result.values
-        run.detail = {"scopes": sorted(keys), "periods": result.periods}
+        run.detail = {
+            "scopes": sorted(keys),
+            "periods": result.periods,
+            "deal_scores": result.deal_scores,
+        }
     return result
 
 

@@ -30,7 +30,7 @@ from apps.crm.models import ForecastCategory, Opportunity, OpportunityHistory
 from apps.dashboards import formatting
 from apps.dashboards.charts import figure_json
 from apps.dashboards.query import PARAMS, DashboardQuery, query_parse
-from apps.dashboards.selectors import drilldown_deals, pipeline_by_month_and_category
+from apps.dashboards.selectors import pipeline_by_month_and_category
 from apps.dashboards.views import filter_options  # the dashboards' filter bar, shared
 from apps.forecasting import charts, selectors, services
 from apps.forecasting.forms import CallForm, CategoryForm, ScenarioForm
@@ -131,42 +131,12 @@ def _methods(query: DashboardQuery, scope_key: str) -> tuple[list[Any], bool, st
 def _deal_rows(
     request: HttpRequest, query: DashboardQuery, sort: str, page_no: str, visible: Scope
 ) -> dict[str, Any]:
-    """The open deals of the scope closing in the period with the ML probability and top
-    factors, risk flags, paged (engine scores + three queries whatever the size)."""
-    error = ""
-    scores: dict[int, Any] = {}
-    try:
-        api = services.engine_api()
-        for s in api.deal_scores(scope=query.scope, period=query.period):
-            scores[s.opportunity_id] = s
-    except ApplicationError as exc:
-        error = exc.message
-    except Exception:
-        logger.exception("forecast engine deal scores failed")
-        error = ENGINE_FAILED
-    deals = drilldown_deals(
-        user=request.user,
-        metric="open_pipeline",
-        period=query.period,
-        scope=query.scope,
-        filters=query.filters,
-    )
-    rows = list(
-        deals.values(
-            "id",
-            "name",
-            "account__name",
-            "owner_id",
-            "owner__first_name",
-            "owner__last_name",
-            "stage__name",
-            "stage__probability",
-            "forecast_category",
-            "close_date",
-            "amount",
-            "currency",
-            "base_amount",
-        )
+    """The open deals of the scope closing in the period with their stored ML probability
+    and top factors (written by the forecast recompute; a deal not scored yet shows its
+    stage probability, marked), risk flags, paged. Three queries whatever the size, and
+    no engine call: scoring a large book takes longer than a request may."""
+    rows = selectors.scored_open_deals(
+        user=request.user, period=query.period, scope=query.scope, filters=query.filters
     )
     in_period = Q(deal__close_date__gte=query.period.start, deal__close_date__lte=query.period.end)
     pushes = dict(
@@ -187,12 +157,15 @@ def _deal_rows(
     )
     stale_before = timezone.now() - timedelta(days=STALE_DAYS)
     crm_editor = can_edit_crm(request.user)
+    scored_at = None
     for row in rows:
-        score = scores.get(row["id"])
         stage_p = float(row["stage__probability"]) / 100
-        row["probability"] = score.probability if score else None
+        row["probability"] = row["score__probability"]
+        row["scored"] = row["probability"] is not None
         row["stage_probability"] = stage_p
-        row["factors"] = list(score.top_factors[:3]) if score else []
+        row["factors"] = [(label, value) for label, value in (row["score__top_factors"] or [])[:3]]
+        if row["scored"] and (scored_at is None or row["score__computed_at"] > scored_at[1]):
+            scored_at = (row["score__as_of"], row["score__computed_at"])
         p = row["probability"] if row["probability"] is not None else stage_p
         base = row["base_amount"] if row["base_amount"] is not None else Decimal(0)
         row["expected_value"] = (Decimal(base) * Decimal(str(p))).quantize(Decimal("0.01"))
@@ -225,7 +198,14 @@ def _deal_rows(
     }
     rows.sort(key=keys[sort])
     page = Paginator(rows, PAGE_SIZE).get_page(page_no)
-    return {"deals_page": page, "deals_error": error, "deals_scored": bool(scores)}
+    unscored = sum(1 for r in rows if not r["scored"])
+    return {
+        "deals_page": page,
+        "deals_unscored": unscored,
+        "deals_scored": len(rows) - unscored,
+        "deals_scored_as_of": scored_at[0] if scored_at else None,
+        "deals_scored_at": scored_at[1] if scored_at else None,
+    }
 
 
 def _scenario_inputs(request: HttpRequest) -> tuple[ScenarioForm, Any]:

@@ -6,6 +6,7 @@ form and finds it in the history; a rep's edited URL to a team is refused."""
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from apps.demo.generator import DEMO_PASSWORD
@@ -15,6 +16,7 @@ from apps.forecasting.models import ForecastCall
 from apps.forecasting.services import forecasts_recompute
 from apps.kpis.services import rollups_rebuild
 from apps.org.models import Team
+from apps.quotas import fiscal
 from tests.e2e.conftest import login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -54,6 +56,9 @@ def _cso_sees_the_forecast_and_tries_a_what_if(page, live_server, demo, screensh
     assert page.locator("[data-tile=monte_carlo]").is_visible()
     assert page.locator("[data-testid=accuracy] tbody tr").count() >= 4
     assert page.locator("[data-testid=deals] tbody tr").count() == 25
+    # Scores were stored by the recompute; the page only reads them
+    assert page.locator("[data-testid=deals-scored]").is_visible()
+    assert page.locator("[data-testid=deals] [data-testid=not-scored]").count() == 0
     assert page.locator("[data-testid=call-history] tbody tr").count() >= 1
     screenshot(page, "forecast")
     baseline = page.locator("[data-testid=outlook-years] tbody tr td").nth(1).inner_text()
@@ -63,6 +68,16 @@ def _cso_sees_the_forecast_and_tries_a_what_if(page, live_server, demo, screensh
     _charts_rendered(page)
     assert page.locator("[data-testid=outlook-years] tbody tr td").nth(1).inner_text() != baseline
     page.locator("#outlook").screenshot(path=str(_path("forecast-outlook")))
+    # Scores are stored per quarter: a month's deals show the stage probability, marked
+    month = fiscal.period_containing(
+        timezone.localdate(), "month", settings.FISCAL_YEAR_START_MONTH
+    ).name
+    page.goto(f"{live_server.url}/forecast/?period={month}#deals")
+    rows = page.locator("[data-testid=deals] tbody tr").count()
+    assert rows >= 1
+    assert page.locator("[data-testid=deals] [data-testid=not-scored]").count() == rows
+    assert page.locator("[data-testid=deals-unscored]").is_visible()
+    page.locator("#deals").screenshot(path=str(_path("forecast-deals-not-scored")))
     assert page.console_errors == []
 
 

@@ -4,6 +4,10 @@ The dataclasses are the engine's own (the contract); only the functions are repl
 
 Per scope and period: ``weighted`` = 100 x (number of owners in scope, company = 1000) and
 ``monte_carlo`` the same with P10/P50/P90 at -10 % / 0 / +10 %; every call is recorded.
+
+``deal_scores`` answers the hand-set ``scores`` of the deals that are open now, close in
+the period and are owned by someone in the scope (company: everyone), as the engine does
+for today; a test sets ``scores`` before the recompute that stores them.
 """
 
 from __future__ import annotations
@@ -69,8 +73,22 @@ class FakeEngine:
         ]
 
     def deal_scores(self, *, scope: KpiScope, period: KpiPeriod, as_of: date | None = None):
+        from apps.crm.models import Opportunity
+
         self.calls.append(("scores", scope.kind, period.name))
-        return list(self.scores.values())
+        deals = Opportunity.objects.filter(
+            pk__in=self.scores,
+            stage__outcome="open",
+            close_date__gte=period.start,
+            close_date__lte=period.end,
+        )
+        if scope.owner_ids is not None:
+            deals = deals.filter(owner_id__in=scope.owner_ids)
+        found = set(deals.values_list("pk", flat=True))
+        return sorted(
+            (s for pk, s in self.scores.items() if pk in found),
+            key=lambda s: (-s.probability, s.opportunity_id),
+        )
 
     def outlook_compute(self, *, scope: KpiScope, months: int = 36, scenario=None):
         scenario = scenario or ScenarioInputs()

@@ -8,18 +8,22 @@ from django.utils import timezone
 
 from apps.forecasting import services
 from apps.forecasting.models import (
+    DealScoreValue,
     ForecastCall,
     ForecastRun,
     ForecastSnapshot,
     ForecastValue,
     Scenario,
 )
+from tests.forecasting.fake_engine import DealScore
 
 
 @pytest.mark.django_db
 def test_admin_pages_answer_and_calls_are_read_only(client, book, fake_engine):
     book.cso.is_staff = book.cso.is_superuser = True
     book.cso.save()
+    deal = book.deals["a_commit"]
+    fake_engine.scores = {deal.pk: DealScore(deal.pk, 0.3, 0.6, [("Amount", 0.1)])}
     services.forecasts_recompute()
     services.snapshots_take(on=timezone.localdate())
     call = services.call_submit(
@@ -34,6 +38,7 @@ def test_admin_pages_answer_and_calls_are_read_only(client, book, fake_engine):
         ForecastRun.objects.first(),
         ForecastValue.objects.first(),
         ForecastSnapshot.objects.first(),
+        DealScoreValue.objects.get(),
         scenario,
     ):
         meta = obj._meta

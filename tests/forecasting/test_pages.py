@@ -38,12 +38,12 @@ class TestPage:
         assert response.context["rollup"].team == book.company
 
     def test_cso_sees_tiles_chart_calls_and_deals(self, client, book, fake_engine):
-        services.forecasts_recompute()
         fake_engine.scores = {
             book.deals["a_commit"].pk: DealScore(
                 book.deals["a_commit"].pk, 0.3, 0.6, [("Days in stage", -0.2), ("Amount", 0.1)]
             )
         }
+        services.forecasts_recompute()  # stores the scores; the page only reads them
         response = get(client, book.cso, period=book.period.name)
         assert response.status_code == 200
         tiles = {t.key: t for t in response.context["tiles"]}
@@ -71,9 +71,10 @@ class TestPage:
         assert scored["expected_value"] == D("1500.00")
         assert "Low probability in commit" in scored["risks"]
         assert scored["factors"] == [("Days in stage", -0.2), ("Amount", 0.1)]
-        # Others use the stage probability: 9000 at 10 % = 900; 2000 at 25 % = 500
+        # Others are not scored: the stage probability, 9000 at 10 % = 900
         by_id = {d["id"]: d for d in deals}
         assert by_id[book.deals["a_pipe"].pk]["expected_value"] == D("900.00")
+        assert not by_id[book.deals["a_pipe"].pk]["scored"]
         assert deals[0]["id"] == book.deals["a_commit"].pk
 
     def test_manager_defaults_to_their_team_and_can_submit(self, client, book, fake_engine):
