@@ -39,11 +39,13 @@ CATEGORY_COLORS = {
 Number = Decimal | int | float | None
 
 
-def _f(value: Number) -> float | None:
+def as_float(value: Number) -> float | None:
+    """A Decimal/int/float for Plotly, keeping None (no data) as None."""
     return None if value is None else float(value)
 
 
-def _layout(fig: go.Figure, title: str, *, height: int = 340, money: str = "") -> go.Figure:
+def chart_layout(fig: go.Figure, title: str, *, height: int = 340, money: str = "") -> go.Figure:
+    """The house style every chart shares (dashboards, forecast page, digests)."""
     fig.update_layout(
         title={"text": title, "x": 0.01, "font": {"size": 15, "color": COLORS["ink"]}},
         height=height,
@@ -69,7 +71,7 @@ def sparkline(values: Sequence[Number], *, tone: str = "neutral") -> go.Figure:
     """A tiny line without axes; None values leave a gap."""
     fig = go.Figure(
         go.Scatter(
-            y=[_f(v) for v in values],
+            y=[as_float(v) for v in values],
             mode="lines",
             line={"color": COLORS.get(tone, COLORS["neutral"]), "width": 2},
             hoverinfo="skip",
@@ -103,17 +105,17 @@ def bookings_against_quota(points: Sequence[MonthPoint], *, title: str, money: s
     urls = [p.url for p in points]
     cumulative, running = [], 0.0
     for p in points:
-        running += _f(p.bookings) or 0.0
+        running += as_float(p.bookings) or 0.0
         cumulative.append(running)
     targets, target = [], 0.0
     has_quota = any(p.quota is not None for p in points)
     for p in points:
-        target += _f(p.quota) or 0.0
+        target += as_float(p.quota) or 0.0
         targets.append(target if has_quota else None)
     fig = go.Figure()
     fig.add_bar(
         x=labels,
-        y=[_f(p.bookings) for p in points],
+        y=[as_float(p.bookings) for p in points],
         name="Bookings in month",
         marker_color=COLORS["actual"],
         opacity=0.55,
@@ -138,7 +140,7 @@ def bookings_against_quota(points: Sequence[MonthPoint], *, title: str, money: s
             line={"color": COLORS["target"], "width": 2, "dash": "dash"},
             hovertemplate="%{x}: %{y:,.0f}<extra>Cumulative quota</extra>",
         )
-    return _layout(fig, title, money=money)
+    return chart_layout(fig, title, money=money)
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def attainment_bars(bars: Sequence[AttainmentBar], *, title: str) -> go.Figure:
     fig.add_vline(x=100, line_dash="dash", line_color=COLORS["target"])
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(ticksuffix="%")
-    fig = _layout(fig, title, height=max(220, 70 + 34 * len(shown)))
+    fig = chart_layout(fig, title, height=max(220, 70 + 34 * len(shown)))
     fig.update_layout(showlegend=False)
     return fig
 
@@ -193,7 +195,7 @@ def pipeline_funnel(stages: Sequence[FunnelStage], *, title: str, money: str) ->
     fig = go.Figure(
         go.Funnel(
             y=[label(s) for s in stages],
-            x=[_f(s.amount) for s in stages],
+            x=[as_float(s.amount) for s in stages],
             text=[f"{s.deals:,} deals" for s in stages],
             textinfo="text+value",
             texttemplate=f"{money}%{{value:,.3s}} \u00b7 %{{text}}",
@@ -203,7 +205,7 @@ def pipeline_funnel(stages: Sequence[FunnelStage], *, title: str, money: str) ->
             hovertemplate="%{y}<br>%{text}<br>" + money + "%{x:,.0f}<extra></extra>",
         )
     )
-    return _layout(fig, title, height=max(260, 80 + 48 * len(stages)))
+    return chart_layout(fig, title, height=max(260, 80 + 48 * len(stages)))
 
 
 @dataclass(frozen=True)
@@ -226,14 +228,14 @@ def pipeline_by_close_month(
     for category, segments in series.items():
         fig.add_bar(
             x=[s.month for s in segments],
-            y=[_f(s.amount) for s in segments],
+            y=[as_float(s.amount) for s in segments],
             name=labels.get(category, category),
             marker_color=CATEGORY_COLORS.get(category, COLORS["neutral"]),
             customdata=[s.url for s in segments],
             hovertemplate="%{x}: " + money + "%{y:,.0f}<extra>%{fullData.name}</extra>",
         )
     fig.update_layout(barmode="stack")
-    return _layout(fig, title, money=money)
+    return chart_layout(fig, title, money=money)
 
 
 def pipeline_waterfall(
@@ -250,7 +252,7 @@ def pipeline_waterfall(
     """Pipeline then, each movement (rises green, falls red), pipeline now; ``step_urls``
     are the drill-down links of the movements (the two totals have none)."""
     labels = [start_label, *[name for name, _ in steps], end_label]
-    values = [_f(start), *[_f(v) for _, v in steps], _f(end)]
+    values = [as_float(start), *[as_float(v) for _, v in steps], as_float(end)]
     measures = ["absolute", *["relative"] * len(steps), "total"]
     fig = go.Figure(
         go.Waterfall(
@@ -266,7 +268,7 @@ def pipeline_waterfall(
             hovertemplate="%{x}: " + money + "%{y:,.0f}<extra></extra>",
         )
     )
-    fig = _layout(fig, title, money=money)
+    fig = chart_layout(fig, title, money=money)
     fig.update_layout(showlegend=False)
     return fig
 
@@ -277,7 +279,7 @@ def quota_vs_bookings(points: Sequence[MonthPoint], *, title: str, money: str) -
     fig = go.Figure()
     fig.add_bar(
         x=[p.label for p in points],
-        y=[_f(p.bookings) for p in points],
+        y=[as_float(p.bookings) for p in points],
         name="Bookings",
         marker_color=COLORS["actual"],
         customdata=[p.url for p in points],
@@ -285,13 +287,13 @@ def quota_vs_bookings(points: Sequence[MonthPoint], *, title: str, money: str) -
     )
     fig.add_scatter(
         x=[p.label for p in points],
-        y=[_f(p.quota) for p in points],
+        y=[as_float(p.quota) for p in points],
         name="Quota",
         mode="lines+markers",
         line={"color": COLORS["target"], "width": 2, "dash": "dash"},
         hovertemplate="%{x}: " + money + "%{y:,.0f}<extra>Quota</extra>",
     )
-    return _layout(fig, title, money=money)
+    return chart_layout(fig, title, money=money)
 
 
 def band_histogram(
@@ -319,7 +321,7 @@ def band_histogram(
         )
     )
     fig.update_yaxes(title_text="Reps", rangemode="tozero")
-    fig = _layout(fig, title)
+    fig = chart_layout(fig, title)
     fig.update_layout(showlegend=False)
     return fig
 
@@ -338,7 +340,7 @@ def team_comparison(bars: Sequence[LabelledBar], *, title: str, money: str) -> g
     fig = go.Figure(
         go.Bar(
             x=[b.label for b in bars],
-            y=[_f(b.value) for b in bars],
+            y=[as_float(b.value) for b in bars],
             text=[b.note for b in bars],
             textposition="auto",
             marker_color=COLORS["actual"],
@@ -346,7 +348,7 @@ def team_comparison(bars: Sequence[LabelledBar], *, title: str, money: str) -> g
             hovertemplate="%{x}: " + money + "%{y:,.0f}<br>%{text}<extra></extra>",
         )
     )
-    fig = _layout(fig, title, money=money)
+    fig = chart_layout(fig, title, money=money)
     fig.update_layout(showlegend=False)
     return fig
 
@@ -373,7 +375,7 @@ def mrr_movements(
     for name, values in movements.items():
         fig.add_bar(
             x=list(labels),
-            y=[_f(v) for v in values],
+            y=[as_float(v) for v in values],
             name=name,
             marker_color=colors.get(name, COLORS["neutral"]),
             customdata=list((urls or {}).get(name, [])) or None,
@@ -381,7 +383,7 @@ def mrr_movements(
         )
     fig.add_scatter(
         x=list(labels),
-        y=[_f(v) for v in closing],
+        y=[as_float(v) for v in closing],
         name="Closing MRR",
         mode="lines+markers",
         yaxis="y2",
@@ -399,7 +401,7 @@ def mrr_movements(
             "rangemode": "tozero",
         },
     )
-    fig = _layout(fig, title, money=money)
+    fig = chart_layout(fig, title, money=money)
     fig.update_layout(margin={"l": 56, "r": 64, "t": 52, "b": 44})
     return fig
 
@@ -426,7 +428,7 @@ def percent_lines(
             hovertemplate="%{x}: %{y:.1f}" + suffix + "<extra>" + name + "</extra>",
         )
     fig.update_yaxes(ticksuffix=suffix)
-    return _layout(fig, title)
+    return chart_layout(fig, title)
 
 
 def cohort_heatmap(
@@ -456,7 +458,7 @@ def cohort_heatmap(
         )
     )
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, title, height=max(300, 90 + 26 * len(z)))
+    return chart_layout(fig, title, height=max(300, 90 + 26 * len(z)))
 
 
 def simple_bars(
@@ -471,14 +473,14 @@ def simple_bars(
     fig = go.Figure(
         go.Bar(
             x=list(labels),
-            y=[_f(v) for v in values],
+            y=[as_float(v) for v in values],
             marker_color=list(colors) if colors else COLORS["actual"],
             text=list(text) if text else None,
             textposition="outside",
             hovertemplate="%{x}: " + money + "%{y:,.0f}<extra></extra>",
         )
     )
-    fig = _layout(fig, title, money=money)
+    fig = chart_layout(fig, title, money=money)
     fig.update_layout(showlegend=False)
     return fig
 
@@ -507,4 +509,4 @@ def nps_split(
         )
     fig.update_layout(barmode="stack", barnorm="percent")
     fig.update_yaxes(ticksuffix="%")
-    return _layout(fig, title)
+    return chart_layout(fig, title)

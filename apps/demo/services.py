@@ -608,6 +608,10 @@ def _secondary_structures_drop(tables: Sequence[type[models.Model]]) -> list[str
 
 def _secondary_structures_restore(statements: list[str], *, progress: IO[str] | None) -> None:
     with connection.cursor() as cursor:
+        # Deleting the previous demo queued deferred foreign-key checks from tables that
+        # refer to the bulk tables (e.g. stored deal scores); Postgres will not build an
+        # index on a table with pending trigger events, so run those checks now.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         # Index builds sort in memory when they can; this only lasts for the transaction.
         cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
         for statement in tqdm(
@@ -618,6 +622,7 @@ def _secondary_structures_restore(statements: list[str], *, progress: IO[str] | 
             disable=progress is None,
         ):
             cursor.execute(statement)
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")  # back to Django's default
 
 
 def _max_id(model: type[models.Model]) -> int:

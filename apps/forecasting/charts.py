@@ -8,13 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 
 import plotly.graph_objects as go
 
-from apps.dashboards.charts import COLORS
+from apps.dashboards.charts import COLORS, Number, as_float, chart_layout
 
-Number = Decimal | int | float | None
 METHOD_COLORS = {
     "weighted": "#2b7de9",
     "historical": "#7a5cd6",
@@ -23,26 +21,6 @@ METHOD_COLORS = {
     "call_commit": "#1a8a5a",
     "call_best_case": "#8fcfa9",
 }
-
-
-def _f(value: Number) -> float | None:
-    return None if value is None else float(value)
-
-
-def _layout(fig: go.Figure, title: str, *, height: int = 340, money: str = "") -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "x": 0.01, "font": {"size": 15, "color": COLORS["ink"]}},
-        height=height,
-        margin={"l": 64, "r": 20, "t": 52, "b": 44},
-        paper_bgcolor="#ffffff",
-        plot_bgcolor="#ffffff",
-        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
-        legend={"orientation": "h", "y": -0.2, "x": 0},
-        separators=".,",
-    )
-    fig.update_xaxes(showgrid=False, linecolor=COLORS["grid"])
-    fig.update_yaxes(gridcolor=COLORS["grid"], zerolinecolor=COLORS["grid"], tickprefix=money)
-    return fig
 
 
 @dataclass(frozen=True)
@@ -69,8 +47,16 @@ def forecast_vs_quota(
     the quota and the latest calls as horizontal reference lines."""
     fig = go.Figure()
     for bar in bars:
-        low = None if bar.p10 is None or bar.expected is None else _f(bar.expected) - _f(bar.p10)
-        high = None if bar.p90 is None or bar.expected is None else _f(bar.p90) - _f(bar.expected)
+        low = (
+            None
+            if bar.p10 is None or bar.expected is None
+            else as_float(bar.expected) - as_float(bar.p10)
+        )
+        high = (
+            None
+            if bar.p90 is None or bar.expected is None
+            else as_float(bar.p90) - as_float(bar.expected)
+        )
         error = (
             {"type": "data", "array": [high], "arrayminus": [low], "color": COLORS["ink"]}
             if low is not None and high is not None
@@ -78,7 +64,7 @@ def forecast_vs_quota(
         )
         fig.add_bar(
             x=[bar.label],
-            y=[_f(bar.expected)],
+            y=[as_float(bar.expected)],
             name=bar.label,
             marker_color=METHOD_COLORS.get(bar.method, COLORS["actual"]),
             error_y=error,
@@ -95,7 +81,7 @@ def forecast_vs_quota(
             continue
         # A full-width reference line; an empty trace of the same style names it in the
         # legend (shapes have no legend entry).
-        fig.add_hline(y=_f(value), line={"color": color, "width": 2, "dash": dash})
+        fig.add_hline(y=as_float(value), line={"color": color, "width": 2, "dash": dash})
         fig.add_scatter(
             x=[None],
             y=[None],
@@ -104,7 +90,7 @@ def forecast_vs_quota(
             line={"color": color, "width": 2, "dash": dash},
             hoverinfo="skip",
         )
-    fig = _layout(fig, title, money=money, height=400)
+    fig = chart_layout(fig, title, money=money, height=400)
     fig.update_layout(barmode="group", margin={"b": 96})
     return fig
 
@@ -131,14 +117,14 @@ def calls_history(
         x = [c.at.isoformat() for c in calls]
         fig.add_scatter(
             x=x,
-            y=[_f(c.commit) for c in calls],
+            y=[as_float(c.commit) for c in calls],
             name="Call: commit",
             mode="lines+markers",
             line={"color": METHOD_COLORS["call_commit"], "width": 3, "shape": "hv"},
         )
         fig.add_scatter(
             x=x,
-            y=[_f(c.best_case) for c in calls],
+            y=[as_float(c.best_case) for c in calls],
             name="Call: best case",
             mode="lines+markers",
             line={"color": METHOD_COLORS["call_best_case"], "width": 3, "shape": "hv"},
@@ -146,7 +132,7 @@ def calls_history(
     for source, points in snapshots.items():
         fig.add_scatter(
             x=[d.isoformat() for d, _ in points],
-            y=[_f(v) for _, v in points],
+            y=[as_float(v) for _, v in points],
             name=labels.get(source, source),
             mode="lines+markers",
             line={
@@ -155,7 +141,7 @@ def calls_history(
                 "dash": "dot",
             },
         )
-    fig = _layout(fig, title, money=money, height=400)
+    fig = chart_layout(fig, title, money=money, height=400)
     fig.update_layout(margin={"b": 96})
     return fig
 
@@ -181,7 +167,7 @@ def outlook(
     fig = go.Figure()
     fig.add_scatter(
         x=[m.isoformat() for m, _ in history],
-        y=[_f(v) for _, v in history],
+        y=[as_float(v) for _, v in history],
         name="Actual bookings",
         mode="lines",
         line={"color": COLORS["actual"], "width": 2},
@@ -189,7 +175,7 @@ def outlook(
     months = [p.month.isoformat() for p in points]
     fig.add_scatter(
         x=months + months[::-1],
-        y=[_f(p.high) for p in points] + [_f(p.low) for p in points][::-1],
+        y=[as_float(p.high) for p in points] + [as_float(p.low) for p in points][::-1],
         fill="toself",
         fillcolor="rgba(217,130,43,0.15)",
         line={"width": 0},
@@ -198,16 +184,16 @@ def outlook(
     )
     fig.add_scatter(
         x=months,
-        y=[_f(p.baseline) for p in points],
+        y=[as_float(p.baseline) for p in points],
         name="Baseline",
         mode="lines",
         line={"color": COLORS["target"], "width": 1.5, "dash": "dash"},
     )
     fig.add_scatter(
         x=months,
-        y=[_f(p.value) for p in points],
+        y=[as_float(p.value) for p in points],
         name="Scenario",
         mode="lines",
         line={"color": METHOD_COLORS["monte_carlo"], "width": 2.5},
     )
-    return _layout(fig, title, money=money, height=380)
+    return chart_layout(fig, title, money=money, height=380)
