@@ -87,7 +87,10 @@ def test_a_worker_killed_mid_rebuild_keeps_old_numbers_and_the_task_runs_again(
 
     # readers see the previous, consistent numbers
     assert bookings() == D("1000.00")
-    # a new worker receives the unacknowledged task again and completes it
+    # a new worker receives the unacknowledged task again and completes it; a worker takes
+    # over unacknowledged tasks when it starts (then only every 100 s), so it must start
+    # after the visibility timeout has passed
+    time.sleep(6)
     again = start_live_celery_worker(CELERY_VISIBILITY_TIMEOUT="5")
     _wait_for(
         lambda: runs(JobRun.Status.SUCCEEDED) > succeeded_before,
