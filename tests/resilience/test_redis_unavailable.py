@@ -26,6 +26,10 @@ DOWN = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 @pytest.fixture
 def redis_down(settings):
+    # Celery's conf reads through to the Django settings, so take its values before the
+    # settings change: restoring a value read afterwards would pin the changed one.
+    conf = celery_app.conf
+    saved = (conf.broker_url, conf.task_always_eager, conf.broker_connection_max_retries)
     settings.CACHES = {
         "default": {
             "BACKEND": "apps.core.cache.ResilientRedisCache",
@@ -34,8 +38,6 @@ def redis_down(settings):
         }
     }
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    conf = celery_app.conf
-    saved = (conf.broker_url, conf.task_always_eager, conf.broker_connection_max_retries)
     conf.broker_url, conf.task_always_eager, conf.broker_connection_max_retries = DOWN, False, 0
     celery_app._pool = None
     resilient._forget_outage()
@@ -102,3 +104,10 @@ def test_a_deal_edit_saves_and_its_kpi_update_waits_for_the_nightly_rebuild(redi
     assert OpportunityHistory.objects.filter(opportunity=deal).count() == 2
     # the months to update stay queued in Postgres for the next update or the nightly run
     assert DirtyMonth.objects.exists()
+
+
+def test_the_fixture_leaves_celery_as_it_found_it(settings):
+    # runs after the tests above (file order): later tests rely on eager tasks in the test
+    # settings, so the fixture must not leave Celery's conf pinned to its outage values
+    assert celery_app.conf.task_always_eager is True
+    assert celery_app.conf.broker_url == settings.CELERY_BROKER_URL
