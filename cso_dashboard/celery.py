@@ -11,9 +11,9 @@ from celery import Celery
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cso_dashboard.settings")
 
 app = Celery("cso_dashboard")
-# The app for every thread, not only the one that created it: shared tasks queued from a
-# request thread (gunicorn --threads) or a test thread must not fall back to an
-# unconfigured default app, which would publish them to a broker nobody reads.
+# The default app for every thread, said explicitly: Celery's Django fix-up does it only
+# when no default app exists yet, and shared tasks queued from a request thread (gunicorn
+# --threads) resolve through the default app.
 app.set_default()
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
