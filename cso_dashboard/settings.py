@@ -63,6 +63,9 @@ if not SECRET_KEY:
             "SECRET_KEY is not set. Set SECRET_KEY (production) or DEBUG=1 (local development)."
         )
     SECRET_KEY = "django-insecure-local-development-only-never-use-in-production"
+# Earlier keys, comma-separated, still accepted when verifying (sessions, signed
+# unsubscribe links) so SECRET_KEY can be rotated without signing everyone out at once.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -214,8 +217,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 60 * 60 * 24
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # How long Redis waits before handing an unacknowledged task (its worker died) to another
-# worker. Keep it above the longest task; tests shorten it to exercise redelivery.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# worker. Keep it above the longest task time limit (large imports: 2 hours), or a running
+# task is handed to a second worker; tests shorten it to exercise redelivery.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7500)}
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Nightly full rebuild of the KPI rollups; it also settles what incremental updates
     # leave to it (exchange-rate corrections, a deal moved to another account).
@@ -243,6 +247,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     # Digests: the dispatcher finds due subscriptions and threshold alerts; delivery is
     # exactly-once per subscription and period, so running it often (or twice) is safe.
+    # Imports whose task was lost (a broker restarted without persistence) are queued again.
+    "imports-recover": {
+        "task": "imports.import_jobs_recover",
+        "schedule": env_int("IMPORTS_RECOVER_SECONDS", 600),
+    },
     "digests-dispatch": {
         "task": "digests.dispatch",
         "schedule": env_int("DIGESTS_DISPATCH_SECONDS", 300),

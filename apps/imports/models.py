@@ -48,6 +48,8 @@ class ImportJob(models.Model):
     preview_report = models.JSONField(default=dict, blank=True)
     preview_mapping = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    #: When the job was last handed to the task queue (commit, or a recovery re-queue).
+    queued_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

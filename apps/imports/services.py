@@ -9,13 +9,15 @@ creates nothing new. Deal changes write opportunity history like apps.crm.servic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.audit.services import Action, audit_record
@@ -37,6 +39,12 @@ TASK_ROW_THRESHOLD = 5000
 #: How many errors an ImportJob keeps for the wizard (error_count has the full number).
 MAX_STORED_ERRORS = 5000
 SOURCES = ("import", "api")
+#: A queued job not running after this long (seconds) is queued again by the recovery
+#: sweep (its message was lost, e.g. Redis restarted without persistence);
+#: settings.IMPORTS_RECOVER_AFTER_SECONDS overrides.
+RECOVER_AFTER_SECONDS = 15 * 60
+#: Names the per-job Postgres advisory locks (the job id is the lock's second key).
+JOB_LOCK_CLASS = 7_231_004
 
 Progress = Callable[[str, int, int], None]
 
@@ -427,26 +435,79 @@ def import_job_check(*, job_id: int) -> ImportJob:
 def import_job_commit(*, job: ImportJob, user: Any) -> ImportJob:
     """Commit a draft job: in this request for small files, or queued for the Celery task
     (the page then polls its progress) above the row threshold."""
-    from apps.imports.tasks import import_job_run_task
-
     _check_call(job.kind, user, "import")
     with transaction.atomic():
         claimed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.DRAFT).update(
-            status=ImportJob.Status.QUEUED, progress=0
+            status=ImportJob.Status.QUEUED, progress=0, queued_at=timezone.now()
         )
         if not claimed:
             raise ApplicationError("This import has already been started.")
         if job.row_count > task_row_threshold():
-            options: dict[str, Any] = {}
-            queue = getattr(settings, "IMPORTS_TASK_QUEUE", None)
-            if queue:
-                options["queue"] = queue
-            transaction.on_commit(lambda: import_job_run_task.apply_async((job.pk,), **options))
+            transaction.on_commit(lambda: _enqueue(job.pk))
             job.refresh_from_db()
             return job
     import_job_run(job_id=job.pk)
     job.refresh_from_db()
     return job
+
+
+def _enqueue(job_id: int) -> None:
+    from apps.imports.tasks import import_job_run_task
+
+    options: dict[str, Any] = {}
+    queue = getattr(settings, "IMPORTS_TASK_QUEUE", None)
+    if queue:
+        options["queue"] = queue
+    import_job_run_task.apply_async((job_id,), **options)
+
+
+@contextmanager
+def _job_claimed(job_id: int) -> Iterator[bool]:
+    """Whether this process holds job ``job_id`` for running, for the ``with`` block.
+
+    On Postgres a session advisory lock per job: a redelivered or re-queued task finds the
+    job held by the run in progress and leaves it alone, and the lock goes with the
+    connection if the worker dies. SQLite (the embedded default, one process) needs none.
+    """
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [JOB_LOCK_CLASS, job_id])
+        held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [JOB_LOCK_CLASS, job_id])
+
+
+def import_jobs_recover(*, now: datetime | None = None) -> list[int]:
+    """Queue again the committed jobs that no worker is running and that have waited
+    longer than ``IMPORTS_RECOVER_AFTER_SECONDS`` since they were queued: their task was
+    lost (a broker without persistence restarted, or the message expired). Returns their
+    ids. Safe to run at any time: a job being run holds its lock and is skipped, and a
+    duplicate message finds the job finished or held and does nothing."""
+    now = now or timezone.now()
+    wait = timedelta(
+        seconds=getattr(settings, "IMPORTS_RECOVER_AFTER_SECONDS", RECOVER_AFTER_SECONDS)
+    )
+    waiting = ImportJob.objects.filter(
+        status__in=[ImportJob.Status.QUEUED, ImportJob.Status.VALIDATING],
+        queued_at__lt=now - wait,
+    ).values_list("pk", flat=True)
+    recovered = []
+    for job_id in waiting:
+        with _job_claimed(job_id) as free:
+            if not free:
+                continue  # a worker is running it right now
+            ImportJob.objects.filter(pk=job_id).update(
+                status=ImportJob.Status.QUEUED, queued_at=now
+            )
+        recovered.append(job_id)
+        transaction.on_commit(lambda job_id=job_id: _enqueue(job_id))
+    return recovered
 
 
 def progress_key(job_id: int) -> str:
@@ -475,11 +536,17 @@ def import_job_progress(job: ImportJob) -> dict[str, Any]:
 
 
 def import_job_run(*, job_id: int, opportunity_path: str | None = None) -> ImportJob:
-    """Run a queued job (the Celery task's one call). Safe to run twice: a committed or
-    failed job is left alone, and a run cut short left nothing behind (one transaction)."""
-    job = ImportJob.objects.select_related("uploaded_by").get(pk=job_id)
-    if job.is_finished:
-        return job
+    """Run a queued job (the Celery task's one call). Safe to run twice, even at once: a
+    committed or failed job is left alone, a job another process is running is left to
+    it, and a run cut short left nothing behind (one transaction)."""
+    with _job_claimed(job_id) as held:
+        job = ImportJob.objects.select_related("uploaded_by").get(pk=job_id)
+        if not held or job.is_finished:
+            return job
+        return _job_run(job, opportunity_path)
+
+
+def _job_run(job: ImportJob, opportunity_path: str | None) -> ImportJob:
     ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.VALIDATING)
     key = progress_key(job.pk)
     last = {"percent": -1}
