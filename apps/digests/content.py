@@ -65,6 +65,13 @@ def site_url() -> str:
     return getattr(settings, "SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (line breaks included) made one space: for
+    mail headers, where a line break in a name would otherwise end the header (Django
+    refuses such a header, so the mail would never go out) or start a new one."""
+    return " ".join(text.split())
+
+
 def absolute(path: str, params: dict[str, object] | None = None) -> str:
     """An absolute link to ``path`` on SITE_URL with the non-empty ``params``."""
     query = {k: str(v) for k, v in (params or {}).items() if v is not None and v != ""}
@@ -116,7 +123,8 @@ class DigestContent:
 
     @property
     def subject(self) -> str:
-        return f"{self.scope.label} digest · {self.period.name} to {self.as_of:%d %b %Y}"
+        """The mail's subject: one line whatever the team's name holds."""
+        return one_line(f"{self.scope.label} digest · {self.period.name} to {self.as_of:%d %b %Y}")
 
     @property
     def charts(self) -> list[Block]:

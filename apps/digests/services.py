@@ -28,7 +28,13 @@ from django.utils import timezone
 from apps.core.errors import ApplicationError
 from apps.dashboards import formatting
 from apps.digests import render, schedule
-from apps.digests.content import absolute, digest_content, digest_scope, digest_viewer
+from apps.digests.content import (
+    absolute,
+    digest_content,
+    digest_scope,
+    digest_viewer,
+    one_line,
+)
 from apps.digests.models import (
     AlertKpi,
     Delivery,
@@ -433,7 +439,8 @@ def _alerts_check(now: datetime, result: DispatchResult) -> None:
                     value_text=formatting.kpi_display(value, unit, settings.BASE_CURRENCY),
                     threshold_text=_threshold_text(locked),
                     period_name=period,
-                    scope_label=scope.label,
+                    # the subject names the scope: one line, so no name adds a header
+                    scope_label=one_line(scope.label),
                     details=details,
                     url=absolute(
                         reverse(_ALERT_PAGES[alert.kpi]), {"period": period, "team": scope.team_id}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.errors import ApplicationError
+from apps.core.models import JobRun
 from apps.core.services import job_run_record
 from apps.crm.models import ForecastCategory, Opportunity, OpportunityHistory, Stage
 from apps.crm.services import opportunity_update
@@ -42,6 +43,10 @@ logger = logging.getLogger(__name__)
 CENT = Decimal("0.01")
 #: Arbitrary constant naming the forecast writers' Postgres advisory lock.
 FORECAST_LOCK_KEY = 7_040_001
+#: Hard time limits of the recompute tasks (seconds): a run still "running" after its limit
+#: has certainly lost its worker (the pool kills a task at its hard limit).
+RECOMPUTE_TIME_LIMIT_SECONDS = 60 * 60
+RECOMPUTE_OWNERS_TIME_LIMIT_SECONDS = 15 * 60
 #: Seconds the per-owner recompute waits, so the KPI rollup update it reads runs first.
 RECOMPUTE_COUNTDOWN_SECONDS = 5
 #: Forecast categories a person may put an open deal in (closed is set by a won stage).
@@ -334,15 +339,62 @@ def company_scope() -> KpiScope:
     return scopes.company_target().scope
 
 
-def forecasts_recompute(*, as_of: date | None = None) -> RecomputeResult:
+def job_runs_interrupted_close(
+    *, kind: str, task_id: str | None, time_limit_s: int, now: datetime | None = None
+) -> int:
+    """Mark failed the ``kind`` runs a lost worker left "running" (SIGKILL, OOM, a hard time
+    limit: no code of the run is left to record its end). They are found as the next run
+    starts: a run of the same Celery task id (Redis hands a task whose worker died to the
+    next worker, so the same id running again means the earlier attempt is dead), or a
+    worker's run older than the task's hard time limit (a run of the management command
+    has no task id and no time limit, so age says nothing about it). Its own transaction
+    rolled back, so it stored nothing; only the record is closed, so it never looks
+    successful nor still running. Returns the number of runs closed."""
+    now = now or timezone.now()
+    dead = Q(detail__has_key="task_id", started_at__lt=now - timedelta(seconds=time_limit_s))
+    if task_id:
+        dead |= Q(detail__task_id=task_id)
+    return (
+        JobRun.objects.filter(kind=kind, status=JobRun.Status.RUNNING)
+        .filter(dead)
+        .update(
+            status=JobRun.Status.FAILED,
+            finished_at=now,
+            error=(
+                "Interrupted: the worker running it was lost (killed, out of memory or past "
+                "its time limit) before it finished; nothing it computed was stored. Found "
+                f"when the next run started at {now.isoformat(timespec='seconds')}."
+            ),
+        )
+    )
+
+
+def _run_started(run: Any, task_id: str | None) -> None:
+    """Save the Celery task id on the running JobRun at once (not only at its end), so a
+    redelivery of the same task can recognise the run its dead worker left behind."""
+    if task_id:
+        run.detail = {"task_id": task_id}
+        JobRun.objects.filter(pk=run.run.pk).update(detail=run.detail)
+
+
+def forecasts_recompute(
+    *, as_of: date | None = None, task_id: str | None = None
+) -> RecomputeResult:
     """Every method for every scope (company, every active team, every active rep) and
     the current and next fiscal quarter, and the ML score of every open deal closing in
     them, stored in one transaction (replacing what was stored for them). Idempotent;
-    records a JobRun ``forecasting.recompute``."""
-    with job_run_record(kind="forecasting.recompute") as run:
+    records a JobRun ``forecasting.recompute`` (with ``task_id``, the Celery task's id,
+    when run by a worker) and first closes the runs a lost worker left running."""
+    kind = "forecasting.recompute"
+    job_runs_interrupted_close(
+        kind=kind, task_id=task_id, time_limit_s=RECOMPUTE_TIME_LIMIT_SECONDS
+    )
+    with job_run_record(kind=kind) as run:
+        _run_started(run, task_id)
         result = _recompute(scopes.all_targets(), kind=ForecastRun.Kind.FULL, as_of=as_of)
         run.rows = result.values
         run.detail = {
+            **run.detail,
             "scopes": result.scopes,
             "periods": result.periods,
             "deal_scores": result.deal_scores,
@@ -351,11 +403,12 @@ def forecasts_recompute(*, as_of: date | None = None) -> RecomputeResult:
 
 
 def forecasts_recompute_owners(
-    *, owner_ids: Iterable[int], as_of: date | None = None
+    *, owner_ids: Iterable[int], as_of: date | None = None, task_id: str | None = None
 ) -> RecomputeResult:
     """Recompute the scopes deals of these owners count in (each owner, their teams up
     to the company) and the stored scores of these owners' open deals, after a change;
-    records a JobRun ``forecasting.recompute_scopes``."""
+    records a JobRun ``forecasting.recompute_scopes`` (closing first, as the full
+    recompute does, the runs a lost worker left running)."""
     owners = frozenset(owner_ids)
     keys: dict[str, scopes.ScopeTarget] = {}
     for owner_id in sorted(owners):
@@ -363,7 +416,12 @@ def forecasts_recompute_owners(
             keys.setdefault(target.key, target)
     if not keys:
         return RecomputeResult()
-    with job_run_record(kind="forecasting.recompute_scopes") as run:
+    kind = "forecasting.recompute_scopes"
+    job_runs_interrupted_close(
+        kind=kind, task_id=task_id, time_limit_s=RECOMPUTE_OWNERS_TIME_LIMIT_SECONDS
+    )
+    with job_run_record(kind=kind) as run:
+        _run_started(run, task_id)
         result = _recompute(
             list(keys.values()),
             kind=ForecastRun.Kind.SCOPES,
@@ -372,6 +430,7 @@ def forecasts_recompute_owners(
         )
         run.rows = result.values
         run.detail = {
+            **run.detail,
             "scopes": sorted(keys),
             "periods": result.periods,
             "deal_scores": result.deal_scores,

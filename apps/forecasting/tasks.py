@@ -19,31 +19,36 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
 @shared_task(
+    bind=True,
     name="forecasting.forecasts_recompute",
-    time_limit=60 * 60,
-    soft_time_limit=55 * 60,
+    time_limit=services.RECOMPUTE_TIME_LIMIT_SECONDS,
+    soft_time_limit=services.RECOMPUTE_TIME_LIMIT_SECONDS - 5 * 60,
     autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=30,
     max_retries=3,
 )
-def forecasts_recompute_task(as_of: str | None = None) -> int:
-    """Every method for every scope, current and next quarter (nightly). Returns rows."""
+def forecasts_recompute_task(self, as_of: str | None = None) -> int:
+    """Every method for every scope, current and next quarter (nightly). Returns rows.
+
+    The task id goes with the run so that, redelivered after its worker died (late acks),
+    the task closes the run the dead worker left "running"."""
     day = date.fromisoformat(as_of) if as_of else None
-    return services.forecasts_recompute(as_of=day).values
+    return services.forecasts_recompute(as_of=day, task_id=self.request.id).values
 
 
 @shared_task(
+    bind=True,
     name="forecasting.forecasts_recompute_owners",
-    time_limit=15 * 60,
-    soft_time_limit=14 * 60,
+    time_limit=services.RECOMPUTE_OWNERS_TIME_LIMIT_SECONDS,
+    soft_time_limit=services.RECOMPUTE_OWNERS_TIME_LIMIT_SECONDS - 60,
     autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=5,
     max_retries=5,
 )
-def forecasts_recompute_owners_task(owner_ids: list[int]) -> int:
+def forecasts_recompute_owners_task(self, owner_ids: list[int]) -> int:
     """The scopes a changed deal counts in (after a deal change). Returns rows."""
     cache.delete(services.pending_key(sorted(owner_ids)))  # later edits queue a new run
-    return services.forecasts_recompute_owners(owner_ids=owner_ids).values
+    return services.forecasts_recompute_owners(owner_ids=owner_ids, task_id=self.request.id).values
 
 
 @shared_task(
