@@ -19,7 +19,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from apps.digests import images
-from apps.digests.content import CHART_WIDTH, DigestContent, absolute, site_url
+from apps.digests.content import CHART_WIDTH, DigestContent, absolute, one_line, site_url
 from apps.digests.models import DigestSubscription
 
 UNSUBSCRIBE_SALT = "digests.unsubscribe"
@@ -132,7 +132,9 @@ def message_build(
     """The MIME message of a payload: multipart/related holding the text/HTML alternative
     and the inline PNGs (Content-ID, Content-Disposition inline)."""
     message = EmailMultiAlternatives(
-        subject=subject_prefix + payload["subject"],
+        # one line whatever a name holds: a line break would end the header (Django then
+        # refuses the mail) or start another one
+        subject=one_line(subject_prefix + payload["subject"]),
         body=payload["text"],
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[to],

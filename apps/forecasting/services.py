@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -19,7 +19,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.errors import ApplicationError
-from apps.core.models import JobRun
 from apps.core.services import job_run_record
 from apps.crm.models import ForecastCategory, Opportunity, OpportunityHistory, Stage
 from apps.crm.services import opportunity_update
@@ -339,44 +338,6 @@ def company_scope() -> KpiScope:
     return scopes.company_target().scope
 
 
-def job_runs_interrupted_close(
-    *, kind: str, task_id: str | None, time_limit_s: int, now: datetime | None = None
-) -> int:
-    """Mark failed the ``kind`` runs a lost worker left "running" (SIGKILL, OOM, a hard time
-    limit: no code of the run is left to record its end). They are found as the next run
-    starts: a run of the same Celery task id (Redis hands a task whose worker died to the
-    next worker, so the same id running again means the earlier attempt is dead), or a
-    worker's run older than the task's hard time limit (a run of the management command
-    has no task id and no time limit, so age says nothing about it). Its own transaction
-    rolled back, so it stored nothing; only the record is closed, so it never looks
-    successful nor still running. Returns the number of runs closed."""
-    now = now or timezone.now()
-    dead = Q(detail__has_key="task_id", started_at__lt=now - timedelta(seconds=time_limit_s))
-    if task_id:
-        dead |= Q(detail__task_id=task_id)
-    return (
-        JobRun.objects.filter(kind=kind, status=JobRun.Status.RUNNING)
-        .filter(dead)
-        .update(
-            status=JobRun.Status.FAILED,
-            finished_at=now,
-            error=(
-                "Interrupted: the worker running it was lost (killed, out of memory or past "
-                "its time limit) before it finished; nothing it computed was stored. Found "
-                f"when the next run started at {now.isoformat(timespec='seconds')}."
-            ),
-        )
-    )
-
-
-def _run_started(run: Any, task_id: str | None) -> None:
-    """Save the Celery task id on the running JobRun at once (not only at its end), so a
-    redelivery of the same task can recognise the run its dead worker left behind."""
-    if task_id:
-        run.detail = {"task_id": task_id}
-        JobRun.objects.filter(pk=run.run.pk).update(detail=run.detail)
-
-
 def forecasts_recompute(
     *, as_of: date | None = None, task_id: str | None = None
 ) -> RecomputeResult:
@@ -385,12 +346,9 @@ def forecasts_recompute(
     them, stored in one transaction (replacing what was stored for them). Idempotent;
     records a JobRun ``forecasting.recompute`` (with ``task_id``, the Celery task's id,
     when run by a worker) and first closes the runs a lost worker left running."""
-    kind = "forecasting.recompute"
-    job_runs_interrupted_close(
-        kind=kind, task_id=task_id, time_limit_s=RECOMPUTE_TIME_LIMIT_SECONDS
-    )
-    with job_run_record(kind=kind) as run:
-        _run_started(run, task_id)
+    with job_run_record(
+        kind="forecasting.recompute", task_id=task_id, time_limit_s=RECOMPUTE_TIME_LIMIT_SECONDS
+    ) as run:
         result = _recompute(scopes.all_targets(), kind=ForecastRun.Kind.FULL, as_of=as_of)
         run.rows = result.values
         run.detail = {
@@ -416,12 +374,11 @@ def forecasts_recompute_owners(
             keys.setdefault(target.key, target)
     if not keys:
         return RecomputeResult()
-    kind = "forecasting.recompute_scopes"
-    job_runs_interrupted_close(
-        kind=kind, task_id=task_id, time_limit_s=RECOMPUTE_OWNERS_TIME_LIMIT_SECONDS
-    )
-    with job_run_record(kind=kind) as run:
-        _run_started(run, task_id)
+    with job_run_record(
+        kind="forecasting.recompute_scopes",
+        task_id=task_id,
+        time_limit_s=RECOMPUTE_OWNERS_TIME_LIMIT_SECONDS,
+    ) as run:
         result = _recompute(
             list(keys.values()),
             kind=ForecastRun.Kind.SCOPES,

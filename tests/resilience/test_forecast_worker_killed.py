@@ -20,13 +20,10 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.core.models import JobRun
+from apps.core.services import job_runs_interrupted_close
 from apps.forecasting import selectors
 from apps.forecasting.models import DealScoreValue, ForecastRun, ForecastValue
-from apps.forecasting.services import (
-    RECOMPUTE_TIME_LIMIT_SECONDS,
-    forecasts_recompute,
-    job_runs_interrupted_close,
-)
+from apps.forecasting.services import RECOMPUTE_TIME_LIMIT_SECONDS, forecasts_recompute
 from apps.forecasting.tasks import forecasts_recompute_task
 from apps.kpis.selectors import KpiFilters, scope_resolve
 from apps.kpis.services import rollups_rebuild
