@@ -51,7 +51,7 @@ def _check_database() -> CheckResult:
 
 
 def _check_cache() -> CheckResult:
-    backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
+    backend = str(settings.CACHES["default"]["BACKEND"]).rsplit(".", 1)[-1]
     key = f"healthz:{uuid.uuid4().hex}"
     try:
         probe = getattr(cache, "probe", None)

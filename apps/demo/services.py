@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
@@ -552,7 +552,8 @@ def _release_references(model: type[models.Model], *, exclude: set[type[models.M
     for rel in model._meta.related_objects:
         if rel.many_to_many or rel.related_model in exclude:
             continue
-        related = rel.related_model._base_manager.filter(
+        related_model = cast(type[models.Model], rel.related_model)  # never "self" here
+        related = related_model._base_manager.filter(
             **{f"{rel.field.name}__external_id__startswith": gen.DEMO_PREFIX}
         )
         if rel.on_delete is models.SET_NULL:
@@ -561,7 +562,7 @@ def _release_references(model: type[models.Model], *, exclude: set[type[models.M
             related.delete()
         elif related.exists():
             raise ApplicationError(
-                f"{related.count()} {rel.related_model._meta.verbose_name_plural} refer to demo "
+                f"{related.count()} {related_model._meta.verbose_name_plural} refer to demo "
                 f"{model._meta.verbose_name_plural} and are protected; delete them first."
             )
 
@@ -682,7 +683,7 @@ class _CopyWriter:
     def write(self, model: type[models.Model], attnames: list[str], rows: Iterable[tuple]) -> None:
         if self._error is not None:
             raise self._error
-        columns = ", ".join(model._meta.get_field(a).column for a in attnames)
+        columns = ", ".join(model._meta.get_field(a).column for a in attnames)  # type: ignore[union-attr, misc]  # concrete fields only
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(rows)
         if buffer.tell() == 0:

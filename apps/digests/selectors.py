@@ -157,12 +157,13 @@ def forecast_attainment(
 
     summary = forecast_latest(scope=scope, period=period)
     basis = forecast_basis(summary.methods) if summary is not None else None
-    if basis is None:
+    if summary is None or basis is None:
         return None
-    quota = kpi_value(name="quota", period=period, user=viewer, scope=scope).value
+    found = kpi_value(name="quota", period=period, user=viewer, scope=scope).value
+    quota = None if found is None else Decimal(found)
     value = kpi_calc.attainment(basis.value, quota)
     if value is None or quota is None:
         return None
     return ForecastAttainment(
-        value=value, basis=basis, quota=Decimal(quota), computed_at=summary.computed_at
+        value=value, basis=basis, quota=quota, computed_at=summary.computed_at
     )

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -113,8 +113,8 @@ def subscription_validate(*, actor: User, subscription: DigestSubscription) -> N
         errors["recipient"] = "Choose a user or enter an external address."
     if sub.recipient_id is not None and sub.recipient_email:
         errors["recipient_email"] = "Choose a user or an external address, not both."
-    if sub.recipient_id is not None:
-        recipient = sub.recipient
+    recipient = sub.recipient
+    if recipient is not None:
         if recipient.pk != actor.pk and not manages_all(actor):
             errors["recipient"] = "You may only subscribe yourself (or an external address)."
         elif not recipient.email:
@@ -275,7 +275,7 @@ _ALERT_PAGES = {
 
 #: Alert figures that are not KPI registry entries: (unit, family) as the registry says
 #: for KPIs. Forecast attainment is a percent of the quota, for any sales scope.
-_DERIVED = {AlertKpi.FORECAST_ATTAINMENT: ("percent", "forecast")}
+_DERIVED: dict[str, tuple[str, str]] = {AlertKpi.FORECAST_ATTAINMENT: ("percent", "forecast")}
 
 
 def _alert_unit(kpi: str) -> str:
@@ -346,7 +346,8 @@ def _threshold_text(alert: DigestAlert) -> str:
 
 def _alert_period(alert: DigestAlert, now: datetime) -> str:
     today = timezone.localdate(now)
-    return fiscal.period_containing(today, alert.period_kind, settings.FISCAL_YEAR_START_MONTH).name
+    kind = cast(fiscal.PeriodKind, alert.period_kind)  # a choice of the same three kinds
+    return fiscal.period_containing(today, kind, settings.FISCAL_YEAR_START_MONTH).name
 
 
 def _money(value: Decimal | None) -> str:

@@ -207,6 +207,9 @@ def _value_rows(
     def q(value: Decimal | None) -> Decimal | None:
         return None if value is None else Decimal(value).quantize(CENT)
 
+    def money(value: Decimal) -> Decimal:  # every method gives these two
+        return Decimal(value).quantize(CENT)
+
     return [
         ForecastValue(
             run=run,
@@ -218,8 +221,8 @@ def _value_rows(
             period_end=period.end,
             method=f.method,
             label=f.label,
-            expected=q(f.expected),
-            won_to_date=q(f.won_to_date),
+            expected=money(f.expected),
+            won_to_date=money(f.won_to_date),
             p10=q(f.p10),
             p50=q(f.p50),
             p90=q(f.p90),
@@ -589,7 +592,7 @@ def backtests_refresh(*, on: date, periods: int = 2, regions: bool = True) -> in
         if t.key == scopes.COMPANY or (regions and t.team_id in below_root)
     ]
     closed = backtest.closed_periods(periods, before=on)
-    labels = {}
+    labels: dict[str, str] = {}
     rows: list[BacktestScore] = []
     now = timezone.now()
     for target in targets:

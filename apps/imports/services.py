@@ -9,6 +9,7 @@ creates nothing new. Deal changes write opportunity history like apps.crm.servic
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -152,7 +153,11 @@ def _run(
         )
         plan = PLANNERS[kind](read.records, ctx)
         errors = sorted([*read.errors, *ctx.errors], key=lambda e: (e.line, e.field or ""))
-        counts = {"created": plan.created, "updated": plan.updated, "unchanged": plan.unchanged}
+        counts: dict[str, Any] = {
+            "created": plan.created,
+            "updated": plan.updated,
+            "unchanged": plan.unchanged,
+        }
         if errors:
             return ImportReport(
                 ok=False, errors=errors, kind=kind, rows=read.rows_seen, dry_run=dry_run, **counts
@@ -506,7 +511,7 @@ def import_jobs_recover(*, now: datetime | None = None) -> list[int]:
                 status=ImportJob.Status.QUEUED, queued_at=now
             )
         recovered.append(job_id)
-        transaction.on_commit(lambda job_id=job_id: _enqueue(job_id))
+        transaction.on_commit(functools.partial(_enqueue, job_id))
     return recovered
 
 

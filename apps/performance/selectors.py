@@ -93,10 +93,10 @@ def reviews_due(*, user: User, today: date, quarters: int = 2) -> list[DueReview
     if user.role == Role.REP or not (scope.everything or scope.team_ids):
         return []
     periods = _ended_quarters(today, quarters)
-    reps = User.objects.filter(role=Role.REP, is_active=True).select_related("team")
+    candidates = User.objects.filter(role=Role.REP, is_active=True).select_related("team")
     if not scope.everything:
-        reps = reps.filter(pk__in=scope.user_ids)
-    reps = list(reps.exclude(pk=user.pk))
+        candidates = candidates.filter(pk__in=scope.user_ids)
+    reps = list(candidates.exclude(pk=user.pk))
     reviews = {
         (r.rep_id, r.period_id): r
         for r in PerformanceReview.objects.filter(rep__in=reps, period__in=periods).select_related(

@@ -154,11 +154,15 @@ def plan_statuses(*, teams: Iterable[Team], period: FiscalPeriod) -> dict[int, Q
 def _reference(user: User, row_key: str, previous_name: str) -> Reference:
     from apps.kpis.selectors import kpi_value
 
-    row_id = int(row_key[1:])
-    scope = {"rep_id": row_id} if row_key.startswith("r") else {"team_id": row_id}
+    row_id, is_rep = int(row_key[1:]), row_key.startswith("r")
+    rep_id, team_id = (row_id, None) if is_rep else (None, row_id)
     try:
-        quota = kpi_value(name="quota", period=previous_name, user=user, **scope).value
-        bookings = kpi_value(name="bookings", period=previous_name, user=user, **scope).value
+        quota = kpi_value(
+            name="quota", period=previous_name, user=user, rep_id=rep_id, team_id=team_id
+        ).value
+        bookings = kpi_value(
+            name="bookings", period=previous_name, user=user, rep_id=rep_id, team_id=team_id
+        ).value
     except ApplicationError as exc:
         return Reference(note=exc.message)
     return Reference(quota=quota, bookings=bookings)  # type: ignore[arg-type]

@@ -36,11 +36,11 @@ def fiscal_periods_ensure(*, first_year: int, last_year: int) -> int:
     if first_year > last_year:
         raise ApplicationError("first_year must not be after last_year")
     start_month = settings.FISCAL_YEAR_START_MONTH
-    other = FiscalPeriod.objects.exclude(fiscal_start_month=start_month)
-    if other.exists():
+    other = FiscalPeriod.objects.exclude(fiscal_start_month=start_month).first()
+    if other is not None:
         raise ApplicationError(
             "Fiscal periods exist for another fiscal year start month "
-            f"({other.first().fiscal_start_month}); FISCAL_YEAR_START_MONTH is now {start_month}."
+            f"({other.fiscal_start_month}); FISCAL_YEAR_START_MONTH is now {start_month}."
         )
     existing = set(FiscalPeriod.objects.values_list("name", flat=True))
     new = [
@@ -604,8 +604,14 @@ def _last_year_bookings(*, user: User, row: str, months: list[FiscalPeriod]) -> 
 
     last = months[-1]
     year_ago = date(last.start_date.year - 1, last.start_date.month, 1)
-    scope = {"rep_id": int(row[1:])} if row.startswith("r") else {"team_id": int(row[1:])}
-    result = kpi_value(name="bookings", period=f"{year_ago:%Y-%m}", user=user, **scope)
+    row_id, is_rep = int(row[1:]), row.startswith("r")
+    result = kpi_value(
+        name="bookings",
+        period=f"{year_ago:%Y-%m}",
+        user=user,
+        rep_id=row_id if is_rep else None,
+        team_id=None if is_rep else row_id,
+    )
     series = dict(result.series)
     wanted = [f"{m.start_date.year - 1:04d}-{m.start_date.month:02d}" for m in months]
     return [Decimal(series.get(name) or 0) for name in wanted]
