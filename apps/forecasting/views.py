@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -56,6 +57,8 @@ SORTS = {
 }
 OUTLOOK_CACHE_SECONDS = 60 * 60
 OUTLOOK_CACHE_PREFIX = "forecasting:outlook:"
+#: The largest primary key a row can have (64-bit).
+MAX_PK = 2**63 - 1
 
 
 def _split_params(params: QueryDict) -> QueryDict:
@@ -213,8 +216,13 @@ def _scenario_inputs(request: HttpRequest) -> tuple[ScenarioForm, Any]:
     data = {"growth": "0", "win": "0", "heads": "0", "months": "36"}
     scenario_id = (request.GET.get("scenario") or "").strip()
     if scenario_id:
-        if not scenario_id.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not re.fullmatch(r"[0-9]+", scenario_id):
             raise ApplicationError("scenario must be a numeric id.")
+        # A number beyond the 64-bit key range names no scenario: the same 404 as a missing
+        # one, without sending the database a value its column cannot hold.
+        if len(scenario_id) > len(str(MAX_PK)) or int(scenario_id) > MAX_PK:
+            raise Http404("No such scenario.")
         saved = selectors.scenario_get(user=request.user, scenario_id=int(scenario_id))
         if saved is None:
             raise Http404("No such scenario.")

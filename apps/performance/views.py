@@ -4,6 +4,8 @@ on the page; nothing changes)."""
 
 from __future__ import annotations
 
+import re
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -31,6 +33,9 @@ from apps.performance.selectors import (
     visible_reviews,
 )
 from apps.quotas.models import FiscalPeriod
+
+#: The largest primary key a row can have (64-bit); a bigger number names no record.
+MAX_PK = 2**63 - 1
 
 
 @require_GET
@@ -241,6 +246,14 @@ def rep_reviews(request: HttpRequest, user_id: int) -> HttpResponse:
     )
 
 
+def _posted_id(raw: str) -> int:
+    """A record id from a form; text that cannot be one (a mangled or forged value) names
+    no record, so it answers like a missing id (404) instead of failing in the query."""
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or int(raw) > MAX_PK:
+        raise Http404("There is no such record.")
+    return int(raw)
+
+
 @require_http_methods(["GET", "POST"])
 def competencies(request: HttpRequest, team_id: int) -> HttpResponse:
     """The competencies rated in a team's reviews: company-wide ones and the team's own,
@@ -256,7 +269,9 @@ def competencies(request: HttpRequest, team_id: int) -> HttpResponse:
             raise PermissionDenied("You may not configure this team's competencies.")
         try:
             if "toggle" in request.POST:
-                competency = get_object_or_404(Competency, pk=request.POST["toggle"], team=team)
+                competency = get_object_or_404(
+                    Competency, pk=_posted_id(request.POST["toggle"]), team=team
+                )
                 services.competency_set_active(
                     competency=competency, user=request.user, active=not competency.is_active
                 )
