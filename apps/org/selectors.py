@@ -40,7 +40,7 @@ def user_profile(*, user: User) -> UserProfile:
         username=user.username,
         role=user.get_role_display(),
         title=user.title,
-        team=user.team.name if user.team_id else None,
+        team=user.team.name if user.team is not None else None,
         scope_label=label,
         visible_people=people,
     )

@@ -158,12 +158,12 @@ def brier_score(
 
 def calibration_table(
     probabilities: np.ndarray, outcomes: np.ndarray, bins: int = 10
-) -> list[dict[str, float | int]]:
+) -> list[dict[str, float | int | str]]:
     """Equal-width bins of predicted probability: count, mean predicted, observed rate."""
     p = np.asarray(probabilities, dtype=float)
     y = np.asarray(outcomes, dtype=float)
     index = np.minimum((p * bins).astype(int), bins - 1)
-    table = []
+    table: list[dict[str, float | int | str]] = []
     for b in range(bins):
         mask = index == b
         count = int(mask.sum())

@@ -247,7 +247,7 @@ def cache_clear() -> None:
 def load() -> EngineData:
     """The engine's data, read once per fingerprint (per process)."""
     reused = getattr(_reuse, "data", None)
-    if reused is not None and getattr(_reuse, "depth", 0):
+    if reused is not None and getattr(_reuse, "depth", 0) > 0:
         return reused
     key_parts = fingerprint()
     key = repr(key_parts)

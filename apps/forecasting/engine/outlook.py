@@ -12,6 +12,7 @@ import warnings
 from collections import OrderedDict
 from datetime import date
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ from apps.kpis.selectors import KpiFilters, KpiScope, _Loader
 from apps.kpis.services import add_months, month_start
 from apps.org.models import Role, User
 from apps.quotas import fiscal
+
+if TYPE_CHECKING:  # the engine's API imports this module lazily
+    from apps.forecasting.engine.api import Outlook
 
 MIN_MONTHS = 12
 SEASONAL_MONTHS = 24
@@ -113,7 +117,7 @@ def _fit_model(values: np.ndarray, first: date, months: int) -> tuple[pd.DataFra
     return frame, f"{description}; fitted on {n} months; {int(INTERVAL * 100)}% interval"
 
 
-def outlook(*, scope: KpiScope, months: int, scenario) -> object:
+def outlook(*, scope: KpiScope, months: int, scenario) -> Outlook:
     from apps.forecasting.engine.api import Outlook, OutlookPoint
 
     if not 36 <= months <= 60:
@@ -147,7 +151,8 @@ def outlook(*, scope: KpiScope, months: int, scenario) -> object:
     except ValueError as exc:
         raise ApplicationError(f"Cannot apply the scenario: {exc}.") from None
     start_month = settings.FISCAL_YEAR_START_MONTH
-    points, yearly = [], {}
+    points: list[OutlookPoint] = []
+    yearly: dict[str, tuple[Decimal, Decimal]] = {}
     for i in range(months):
         month = add_months(this_month, i)
         baseline = calc.money(mean[i])
