@@ -1,6 +1,8 @@
 """KPI engine benchmark (not a test): full rebuild vs one hand-written GROUP BY, incremental
-update latency through a real Celery worker, and KPI API latency. Writes
-bench/results/kpis_<scale>.json.
+update latency through a real Celery worker (amount edits, and close-date slips that also
+move stage history and slipped deals), slipped-deal kpi_value latency (rollup against the
+detail query it replaced), and KPI API latency. Writes bench/results/kpis_<scale>.json.
+Every edited deal is put back (through the same service) before the end.
 
 Run on Postgres with Redis, against a database of your own (it is re-seeded unless
 --skip-seed):
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,6 +49,18 @@ from apps.crm.models import Opportunity, Stage  # noqa: E402
 from apps.crm.services import opportunity_update  # noqa: E402
 from apps.customers.models import Subscription  # noqa: E402
 from apps.kpis import services  # noqa: E402
+from apps.kpis.models import DirtyDeal  # noqa: E402
+from apps.kpis.selectors import (  # noqa: E402
+    KpiFilters,
+    _slipped,
+    _slipped_from_moves,
+    kpi_value,
+    period_parse,
+    period_series,
+    period_shift,
+    period_year_ago,
+    scope_resolve,
+)
 from apps.org.models import Role, Team, User  # noqa: E402
 from apps.quotas import fiscal  # noqa: E402
 
@@ -125,51 +139,169 @@ def _start_worker(queue: str, log: Path) -> subprocess.Popen:
     raise SystemExit(f"worker did not start; see {log}")
 
 
+def _wait_for(check, started: float, what: str) -> float:
+    while not check():
+        if time.perf_counter() - started > 60:
+            raise SystemExit(f"{what} did not reach the API within 60 s")
+        time.sleep(0.02)
+    return time.perf_counter() - started
+
+
+def _settle() -> None:
+    """Wait until the queue is empty and no update is running (between timed edits)."""
+    from apps.core.models import JobRun
+
+    deadline = time.monotonic() + 120
+    while (
+        DirtyDeal.objects.exists()
+        or JobRun.objects.filter(kind="rollups_incremental", status=JobRun.Status.RUNNING).exists()
+    ):
+        if time.monotonic() > deadline:
+            raise SystemExit("the update queue did not drain within 120 s")
+        time.sleep(0.1)
+    time.sleep(1)
+
+
 def bench_incremental(client: Client, edits: int) -> dict:
-    """Edit one won deal's amount, commit, and poll the KPI API until the month's bookings
-    show it: end-to-end latency through Redis and a real worker."""
+    """Edit deals one at a time, commit, and poll the KPI API until it shows the edit:
+    end-to-end latency through Redis and a real worker. Amount edits of won deals (the
+    month's bookings change; closed/pipeline cells only) and close-date slips of open
+    deals by a month (the old month's open pipeline changes; stage entries, close-date
+    moves and slipped deals are recomputed too)."""
+    from apps.core.models import JobRun
+
     if not settings.REDIS_URL:
         return {"skipped": "REDIS_URL is not set: no worker to measure"}
     queue = f"kpis-bench-{uuid.uuid4().hex[:8]}"
     settings.KPIS_UPDATE_QUEUE = queue
     log = Path(tempfile.gettempdir()) / f"{queue}.log"
     worker = _start_worker(queue, log)
-    latencies, update_runs = [], []
+    results: dict[str, dict] = {}
+    restore: list[tuple[Opportunity, dict]] = []
+
+    def api(kpi: str, month: str) -> str:
+        return client.get(f"/api/v1/kpis/{kpi}/?period={month}").json()["value"]
+
+    def last_run() -> dict:
+        run = JobRun.objects.filter(kind="rollups_incremental").order_by("-started_at")[0]
+        return {
+            "seconds": round(run.duration_seconds or 0, 3),
+            "lock_wait_seconds": run.detail.get("lock_wait_seconds"),
+            "rows": run.rows,
+        }
+
     try:
         won = Stage.objects.filter(outcome=Stage.Outcome.WON).first()
-        deals = list(Opportunity.objects.filter(stage=won).order_by("-close_date")[:edits])
-        for deal in deals:
-            month = deal.close_date.strftime("%Y-%m")
-
-            def bookings(month: str = month) -> str:
-                body = client.get(f"/api/v1/kpis/bookings/?period={month}").json()
-                return body["value"]
-
-            before = bookings()
-            started = time.perf_counter()
-            opportunity_update(opportunity=deal, amount=deal.amount + 1000)
-            while bookings() == before:
-                if time.perf_counter() - started > 60:
-                    raise SystemExit("the edit did not reach the API within 60 s")
-                time.sleep(0.02)
-            latencies.append(time.perf_counter() - started)
-            from apps.core.models import JobRun
-
-            run = JobRun.objects.filter(kind="rollups_incremental").order_by("-started_at")[0]
-            update_runs.append(run.duration_seconds)
-            time.sleep(1)
+        today = timezone.localdate()
+        kinds = {
+            "amount_edit": (
+                Opportunity.objects.filter(stage=won).order_by("-close_date")[:edits],
+                "bookings",
+            ),
+            "close_date_slip": (
+                Opportunity.objects.filter(
+                    stage__outcome=Stage.Outcome.OPEN, close_date__gt=today
+                ).order_by("close_date", "id")[:edits],
+                "open_pipeline",
+            ),
+        }
+        for kind, (deals, kpi) in kinds.items():
+            latencies, update_runs = [], []
+            for deal in list(deals):
+                month = deal.close_date.strftime("%Y-%m")
+                before = api(kpi, month)
+                _settle()
+                started = time.perf_counter()
+                if kind == "amount_edit":
+                    restore.append((deal, {"amount": deal.amount}))
+                    opportunity_update(opportunity=deal, amount=deal.amount + 1000)
+                else:
+                    restore.append((deal, {"close_date": deal.close_date}))
+                    opportunity_update(
+                        opportunity=deal,
+                        close_date=deal.close_date + timedelta(days=35),
+                    )
+                latencies.append(
+                    _wait_for(lambda m=month, b=before, k=kpi: api(k, m) != b, started, kind)
+                )
+                _settle()
+                update_runs.append(last_run())
+            results[kind] = {
+                "edits": len(latencies),
+                "end_to_end_seconds": [round(x, 3) for x in latencies],
+                "median_seconds": round(statistics.median(latencies), 3),
+                "max_seconds": round(max(latencies), 3),
+                "update_runs": update_runs,
+            }
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        for deal, values in reversed(restore):
+            opportunity_update(opportunity=deal, **values)
+        try:
+            _settle()
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
     return {
-        "edits": len(latencies),
-        "end_to_end_seconds": [round(x, 3) for x in latencies],
-        "median_seconds": round(statistics.median(latencies), 3),
-        "max_seconds": round(max(latencies), 3),
-        "update_task_seconds": [round(x or 0, 3) for x in update_runs],
+        **results,
+        "restored_deals": len(restore),
         "coalescing_countdown_seconds": services.UPDATE_COUNTDOWN_SECONDS,
         "target_seconds": 2.0,
     }
+
+
+def bench_slipped(repeat: int) -> dict:
+    """kpi_value('slipped_deals') (the period, its previous and year-ago periods and the
+    series: 11 periods for a quarter) at several scopes and filters, reading the rollup;
+    and, once per case, the detail query it replaced over the same periods, which must
+    give the same counts."""
+    executive = User.objects.filter(role=Role.EXECUTIVE).order_by("id").first()
+    team = Team.objects.filter(kind=Team.Kind.REGION).order_by("id").first()
+    rep = Opportunity.objects.values_list("owner_id", flat=True).order_by("owner_id").first()
+    start_month = settings.FISCAL_YEAR_START_MONTH
+    quarter = fiscal.previous(
+        fiscal.period_containing(timezone.localdate(), "quarter", start_month), start_month
+    )
+    cases = {
+        "company": ({}, KpiFilters()),
+        "team": ({"team_id": team.pk}, KpiFilters()),
+        "rep": ({"rep_id": rep}, KpiFilters()),
+        "company_enterprise": ({}, KpiFilters(segment="enterprise")),
+    }
+    result: dict[str, dict] = {}
+    for label, (scope_args, filters) in cases.items():
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            value = kpi_value(
+                name="slipped_deals", period=quarter.name, user=executive,
+                filters=filters, **scope_args,
+            )  # fmt: skip
+            times.append(time.perf_counter() - started)
+        period = period_parse(quarter.name)
+        periods = list(
+            {
+                p.name: p
+                for p in [
+                    *period_series(period),
+                    period_shift(period, -1),
+                    period_year_ago(period),
+                ]
+            }.values()
+        )
+        scope = scope_resolve(user=executive, **scope_args)
+        started = time.perf_counter()
+        raw = _slipped_from_moves(scope, filters, periods)
+        raw_seconds = time.perf_counter() - started
+        rollup = _slipped(scope, filters, periods)
+        result[label] = {
+            "period": quarter.name,
+            "value": value.value,
+            "median_ms": round(statistics.median(times) * 1000, 1),
+            "max_ms": round(max(times) * 1000, 1),
+            "detail_query_ms": round(raw_seconds * 1000, 1),
+            "rollup_equals_detail_query": rollup == raw,
+        }
+    return result
 
 
 def bench_api(client: Client, repeat: int) -> dict:
@@ -240,7 +372,14 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1_000_000)
     parser.add_argument("--skip-seed", action="store_true", help="Use the data already loaded.")
     parser.add_argument("--repeat", type=int, default=2, help="Rebuild/baseline repetitions.")
-    parser.add_argument("--edits", type=int, default=5, help="Deal edits timed end to end.")
+    parser.add_argument(
+        "--edits", type=int, default=5, help="Deal edits of each kind timed end to end."
+    )
+    parser.add_argument(
+        "--skip-rebuild",
+        action="store_true",
+        help="Do not time full rebuilds (the rollups must be current).",
+    )
     parser.add_argument(
         "--backfill-rates",
         action="store_true",
@@ -263,26 +402,36 @@ def main() -> None:
         "opportunities": Opportunity.objects.count(),
         "history_rows": Opportunity.history.rel.related_model.objects.count(),
     }
-    rebuild = bench_rebuild(args.repeat)
     client = Client(SERVER_NAME="localhost")
     executive = User.objects.filter(role=Role.EXECUTIVE).order_by("id").first()
     client.force_login(executive)
-    api = bench_api(client, repeat=20)
-    incremental = bench_incremental(client, args.edits)
     report = {
         "benchmark": "kpis",
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "database": connection.settings_dict["NAME"],
         "scale": args.scale,
         "seed_seconds": seed_seconds,
         "rows": counts,
         "rates_backfilled": backfilled,
-        "full_rebuild": rebuild,
-        "incremental_update": incremental,
-        "api_latency": api,
     }
     out = REPO / "bench" / "results" / f"kpis_{args.scale}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    # The quick measurements first, the long rebuild last; the file is rewritten after
+    # each, so a cut-short run keeps what it measured.
+    phases = [
+        ("slipped_deals_kpi_value", lambda: bench_slipped(repeat=10)),
+        ("api_latency", lambda: bench_api(client, repeat=20)),
+        ("incremental_update", lambda: bench_incremental(client, args.edits)),
+        (
+            "full_rebuild",
+            (lambda: {"skipped": True})
+            if args.skip_rebuild
+            else (lambda: bench_rebuild(args.repeat)),
+        ),
+    ]
+    for name, run in phases:
+        report[name] = run()
+        report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(name, json.dumps(report[name], default=str), flush=True)
     print(json.dumps(report, indent=2))
     print(f"written to {out}")
 

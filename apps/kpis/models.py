@@ -4,8 +4,9 @@ All amounts are in the base currency (settings.BASE_CURRENCY at rebuild time), c
 per record at the rate of the record's date (see :mod:`apps.kpis.services`). ``month`` is
 always the first day of a calendar month; fiscal quarters and years are unions of months.
 
-Rows are written only by :mod:`apps.kpis.services` (full rebuild or incremental update of
-some months), always as DELETE + INSERT inside one transaction.
+Rows are written only by :mod:`apps.kpis.services` (full rebuild, or incremental update of
+some months or of some (month, owner) cells), always as DELETE + INSERT inside one
+transaction.
 
 Team is deliberately not a column: a deal belongs to its owner's *current* team, which
 selectors resolve at read time (owner ids of the team subtree), so moving a person to
@@ -142,10 +143,20 @@ class StageEntryRollup(DealDims):
 
 class CloseDateMove(models.Model):
     """A change that moved a deal's close date later (from history): the detail rows that
-    slipped deals are counted from, indexed by the time of the change."""
+    slipped deals are counted from, indexed by the time of the change. ``owner`` is the
+    deal's owner when its moves were last written (rewritten with every edit of its owner),
+    so one owner's slipped-deal cells find their moves by index."""
 
     deal = models.ForeignKey(
         "crm.Opportunity",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
         db_index=False,
@@ -159,10 +170,80 @@ class CloseDateMove(models.Model):
         indexes = [
             models.Index(fields=["changed_at"], name="kpi_move_time"),
             models.Index(fields=["deal"], name="kpi_move_deal"),
+            models.Index(fields=["owner", "changed_at"], name="kpi_move_owner_time"),
         ]
 
     def __str__(self) -> str:
         return f"deal {self.deal_id}: {self.old_close} -> {self.new_close}"
+
+
+#: Period lengths (months) slipped deals are precomputed for: a fiscal month, quarter, year.
+SLIPPED_SPANS = (1, 3, 12)
+
+
+class SlippedDealRollup(DealDims):
+    """Slipped deals of the period of ``months`` months starting at ``month``: deals with a
+    close-date move made during the period from inside it to after it, still open and
+    closing after the period at its end (the selectors' definition, counted once per deal).
+    Dimensions are the deal's at the last update, as in the other deal rollups, so the rows
+    of a period add up under any scope and filter."""
+
+    months = models.PositiveSmallIntegerField()
+    deals = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                *_grain("month", "months", *_DIMS), name="uniq_kpi_slipped_grain"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["months", "month", "owner"], name="kpi_slipped_period_owner")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} +{self.months} owner {self.owner_id}: {self.deals}"
+
+
+class DealFootprint(models.Model):
+    """Where a deal was last rolled up: its owner, account and close month, and the months
+    of its first and last history rows (all as of the last rebuild or update of the deal).
+    An incremental update clears these old cells too, which history alone cannot give for
+    a deal whose account changed (history does not track it) or that was deleted."""
+
+    deal = models.OneToOneField(
+        "crm.Opportunity",
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    account = models.ForeignKey(
+        "crm.Account",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    close_month = models.DateField()
+    first_change = models.DateField(null=True)
+    last_change = models.DateField(null=True)
+    #: The highest history row id then: rows above it were written since, and one dated
+    #: before an older row (a back-dated change) can move stage entries and slips.
+    last_history_id = models.BigIntegerField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "last_change"], name="kpi_footprint_owner_change")]
+
+    def __str__(self) -> str:
+        return f"deal {self.deal_id}: owner {self.owner_id} {self.close_month:%Y-%m}"
 
 
 class AccountMrrRollup(models.Model):
@@ -408,3 +489,25 @@ class DirtyMonth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.area} {self.month:%Y-%m}"
+
+
+class DirtyDeal(models.Model):
+    """A deal changed since the last update (coalescing queue of per-deal updates): the
+    update recomputes only the (month, owner) cells the deal was and now is in. ``area``
+    is ``deals`` (closed and pipeline rollups) or ``stages`` (its stage history too)."""
+
+    area = models.CharField(max_length=16, choices=DirtyMonth.Area.choices[:2])
+    deal = models.ForeignKey(
+        "crm.Opportunity",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["area", "deal"], name="uniq_kpi_dirty_deal")]
+
+    def __str__(self) -> str:
+        return f"{self.area} deal {self.deal_id}"

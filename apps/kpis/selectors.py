@@ -31,6 +31,7 @@ from apps.crm.models import Account, Opportunity, OpportunityHistory, Stage
 from apps.kpis import calc
 from apps.kpis.models import (
     RETENTION_SPANS,
+    SLIPPED_SPANS,
     AccountMrrRollup,
     CloseDateMove,
     ClosedDealRollup,
@@ -39,6 +40,7 @@ from apps.kpis.models import (
     PipelineRollup,
     QuotaRollup,
     RetentionRollup,
+    SlippedDealRollup,
     StageEntryRollup,
 )
 from apps.kpis.registry import Kpi, kpi_get
@@ -506,6 +508,33 @@ def _deal_sql(scope: KpiScope, filters: KpiFilters) -> tuple[str, list[object]]:
 
 
 def _slipped(scope: KpiScope, filters: KpiFilters, periods: list[KpiPeriod]) -> dict[str, int]:
+    """Slipped deals per period: one query over the slipped-deal rollup for periods of 1,
+    3 or 12 months (every fiscal period), plus one over the close-date moves
+    (:func:`_slipped_from_moves`) when a range of another length is asked for. A deal
+    is in one rollup row per period (its dimensions), so the rows add up under any scope
+    and filter; both read the same definition."""
+    fast = [p for p in periods if len(p.months) in SLIPPED_SPANS]
+    slow = [p for p in periods if len(p.months) not in SLIPPED_SPANS]
+    result = _slipped_from_moves(scope, filters, slow) if slow else {}
+    if not fast:
+        return result
+    match = Q()
+    for span in sorted({len(p.months) for p in fast}):
+        match |= Q(months=span, month__in=sorted({p.start for p in fast if len(p.months) == span}))
+    rows = (
+        SlippedDealRollup.objects.filter(match, _deal_q(scope, filters))
+        .values("month", "months")
+        .annotate(deals=Sum("deals"))
+    )
+    found = {(row["month"], row["months"]): int(row["deals"] or 0) for row in rows}
+    for p in fast:
+        result[p.name] = found.get((p.start, len(p.months)), 0)
+    return result
+
+
+def _slipped_from_moves(
+    scope: KpiScope, filters: KpiFilters, periods: list[KpiPeriod]
+) -> dict[str, int]:
     """Slipped deals per period in one query: the close-date moves made during a period
     from inside it to after it (detail table indexed by change time), kept when the deal's
     last history row before the period ended is still open and after the period (one

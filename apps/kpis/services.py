@@ -1,5 +1,6 @@
-"""Writes for the KPI rollups: full rebuild, incremental update of changed months, and the
-coalescing queue that links domain writes to the update task.
+"""Writes for the KPI rollups: full rebuild, incremental update of changed months and of
+the (month, owner) cells of changed deals, and the coalescing queues that link domain
+writes to the update task.
 
 How a rebuild stays correct for readers and writers:
 - Everything happens in ONE transaction (DELETE + INSERT ... SELECT ... GROUP BY), so a
@@ -18,6 +19,7 @@ How a rebuild stays correct for readers and writers:
 from __future__ import annotations
 
 import logging
+import time as time_module
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -27,7 +29,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Max, Min
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from apps.core.errors import ApplicationError
@@ -37,18 +39,22 @@ from apps.crm.models import Account, Opportunity, OpportunityHistory, Stage
 from apps.customers.models import NpsResponse, Subscription
 from apps.kpis.models import (
     RETENTION_SPANS,
+    SLIPPED_SPANS,
     AccountCohort,
     AccountMrrRollup,
     CloseDateMove,
     ClosedDealRollup,
     CohortRollup,
     DailyRate,
+    DealFootprint,
+    DirtyDeal,
     DirtyMonth,
     MrrMonthRollup,
     NpsRollup,
     PipelineRollup,
     QuotaRollup,
     RetentionRollup,
+    SlippedDealRollup,
     StageEntryRollup,
 )
 from apps.quotas.models import FiscalPeriod, Quota
@@ -78,6 +84,8 @@ REBUILD_STEPS = (
     "pipeline",
     "stage_entries",
     "close_date_moves",
+    "slipped_deals",
+    "deal_footprints",
     "quotas",
     "account_mrr",
     "customer summaries",
@@ -183,11 +191,19 @@ def _datetime_ranges_sql(column: str, months: Sequence[date] | None) -> tuple[st
     return " AND (" + " OR ".join(parts) + ")", params
 
 
-def _delete(model, months: Sequence[date] | None) -> None:
-    if months is None:
-        model.objects.all().delete()
-    else:
-        model.objects.filter(month__in=list(months)).delete()
+def _delete(model, months: Sequence[date] | None, owner: int | None = None) -> None:
+    """Delete the rows of ``months`` (None: all), of one owner's cells only if given."""
+    rows = model.objects.all() if months is None else model.objects.filter(month__in=list(months))
+    if owner is not None:
+        rows = rows.filter(owner_id=owner)
+    rows.delete()
+
+
+def _owner_sql(column: str, owner: int | None) -> tuple[str, list[object]]:
+    """``AND column = owner``: a builder restricted to one owner's cells; empty for all."""
+    if owner is None:
+        return "", []
+    return f" AND {column} = %s", [owner]
 
 
 def _execute(sql: str, params: Sequence[object]) -> int:
@@ -349,16 +365,20 @@ def _check_rates(deal_months: Sequence[date] | None, mrr_months: Sequence[date] 
 # --- Rollup builders (each takes the months to rebuild, or None for all) -----------------
 
 
-def _build_closed(months: Sequence[date] | None) -> int:
+def _build_closed(months: Sequence[date] | None, owner: int | None = None) -> int:
     base = settings.BASE_CURRENCY
     where, params = _date_ranges_sql("o.close_date", months)
-    # Only the accounts with a deal in the months matter for their first win.
+    by_owner, owner_params = _owner_sql("o.owner_id", owner)
+    where, params = where + by_owner, params + owner_params
+    # Only the accounts with a deal in the cells matter for their first win.
     touched, touched_params = "", []
-    if months is not None:
+    if months is not None or owner is not None:
         in_months, touched_params = _date_ranges_sql("o3.close_date", months)
+        of_owner, of_owner_params = _owner_sql("o3.owner_id", owner)
+        touched_params += of_owner_params
         touched = (
             f" AND o2.account_id IN (SELECT o3.account_id FROM {_table(Opportunity)} o3 "
-            f"WHERE 1 = 1{in_months})"
+            f"WHERE 1 = 1{in_months}{of_owner})"
         )
     opp, stage, account, rates = (
         _table(Opportunity),
@@ -394,9 +414,11 @@ def _build_closed(months: Sequence[date] | None) -> int:
     return _execute(sql, [base, *touched_params, *params])
 
 
-def _build_pipeline(months: Sequence[date] | None) -> int:
+def _build_pipeline(months: Sequence[date] | None, owner: int | None = None) -> int:
     base = settings.BASE_CURRENCY
     where, params = _date_ranges_sql("o.close_date", months)
+    by_owner, owner_params = _owner_sql("o.owner_id", owner)
+    where, params = where + by_owner, params + owner_params
     converted = _converted("o.amount", "o.currency", "r")
     sql = f"""
         INSERT INTO {_table(PipelineRollup)}
@@ -434,7 +456,12 @@ def stage_levels() -> tuple[dict[int, int], int]:
     return levels, n_open
 
 
-def _build_stage_entries(months: Sequence[date] | None) -> int:
+def _build_stage_entries(
+    months: Sequence[date] | None, owner: int | None = None, also: Sequence[int] = ()
+) -> int:
+    """Stage entries of ``months`` (None: all), of one owner's deals only if given: those
+    whose footprint says the owner and spans the months, and the deals ``also`` (whose
+    footprints are about to be rewritten)."""
     levels, n_open = stage_levels()
     if n_open == 0:
         return 0
@@ -445,17 +472,27 @@ def _build_stage_entries(months: Sequence[date] | None) -> int:
     params: list[object] = []
     subset = ""
     final_filter = ""
-    if months is not None:
+    if months is not None or owner is not None:
         # Entries in a month come from history rows in that month; the running maximum
         # needs the whole history of those deals, so restrict by deal, then by month.
-        in_months, in_params = _datetime_ranges_sql("h2.changed_at", months)
-        subset = (
-            f" WHERE h.opportunity_id IN (SELECT h2.opportunity_id FROM {hist} h2 "
-            f"WHERE 1 = 1{in_months})"
-        )
-        params += in_params
+        if owner is not None:
+            # One owner's cells: the deals first (a short list the planner cannot misjudge),
+            # then their histories by index.
+            chosen = _owner_history_deals(months, owner, also)
+            ids_sql, ids_params = _ids_sql("h.opportunity_id", chosen)
+            subset = f" WHERE 1 = 1{ids_sql}"
+            params += ids_params
+        else:
+            in_months, in_params = _datetime_ranges_sql("h2.changed_at", months)
+            subset = (
+                f" WHERE h.opportunity_id IN (SELECT h2.opportunity_id FROM {hist} h2 "
+                f"WHERE 1 = 1{in_months})"
+            )
+            params += in_params
         final_filter, final_params = _datetime_ranges_sql("st.at", months)
-        final_params_list = final_params
+        of_owner, owner_params = _owner_sql("o.owner_id", owner)
+        final_filter += of_owner
+        final_params_list = final_params + owner_params
     else:
         final_params_list = []
     # One sort per deal history gives, per row, the highest level reached so far, the
@@ -507,12 +544,55 @@ def _deal_subset_sql(months: Sequence[date] | None, column: str) -> tuple[str, l
     )
 
 
-def _rebuild_moves(months: Sequence[date] | None) -> int:
+def _ids_sql(column: str, ids: Sequence[int]) -> tuple[str, list[object]]:
+    """``AND column IN (ids)``; never matches for no ids. One array parameter on Postgres
+    (a plan that does not depend on how many there are)."""
+    if not ids:
+        return " AND 1 = 0", []
+    if _is_postgres():
+        return f" AND {column} = ANY(%s)", [list(ids)]
+    return f" AND {column} IN ({', '.join(['%s'] * len(ids))})", list(ids)
+
+
+def _owner_history_deals(
+    months: Sequence[date] | None, owner: int, also: Sequence[int]
+) -> list[int]:
+    """Deals with a history row in ``months`` that are the owner's: by the footprint index
+    (every other deal's footprint is current, since any change of owner goes through an
+    update that rewrites it), plus the deals ``also`` (whose footprints are about to be
+    rewritten)."""
+    in_months, params = _datetime_ranges_sql("h.changed_at", months)
+    span = [min(months), max(months)] if months else [date.min, date.max]
+    # Per footprint, one probe of the (deal, time) history index.
+    sql = f"""
+        SELECT f.deal_id FROM {_table(DealFootprint)} f
+        WHERE f.owner_id = %s AND f.last_change >= %s AND f.first_change <= %s
+          AND EXISTS (
+              SELECT 1 FROM {_table(OpportunityHistory)} h
+              WHERE h.opportunity_id = f.deal_id{in_months}
+          )
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [owner, *span, *params])
+        found = {row[0] for row in cursor.fetchall()}
+    # A queued deal without history in the months adds nothing: entries are filtered by
+    # month and owner after the running maximum.
+    return sorted(found | set(also))
+
+
+def _rebuild_moves(months: Sequence[date] | None, deal_ids: Sequence[int] | None = None) -> int:
     """Rewrite the close-date moves of every deal (or of the deals with history in the
-    months): each history row whose close date is later than the row before it."""
-    subset, params = _deal_subset_sql(months, "deal_id")
+    months, or of the deals ``deal_ids``): each history row whose close date is later than
+    the row before it."""
+    if deal_ids is not None:
+        subset, params = _ids_sql("deal_id", deal_ids)
+    else:
+        subset, params = _deal_subset_sql(months, "deal_id")
     _execute(f"DELETE FROM {_table(CloseDateMove)} WHERE 1 = 1{subset}", params)
-    subset, params = _deal_subset_sql(months, "h.opportunity_id")
+    if deal_ids is not None:
+        subset, params = _ids_sql("h.opportunity_id", deal_ids)
+    else:
+        subset, params = _deal_subset_sql(months, "h.opportunity_id")
     _execute(
         f"""
         WITH seq AS (
@@ -523,14 +603,201 @@ def _rebuild_moves(months: Sequence[date] | None) -> int:
             FROM {_table(OpportunityHistory)} h
             WHERE 1 = 1{subset}
         )
-        INSERT INTO {_table(CloseDateMove)} (deal_id, changed_at, old_close, new_close)
-        SELECT deal, changed_at, old_close, new_close FROM seq
-        WHERE old_close IS NOT NULL AND new_close > old_close
+        INSERT INTO {_table(CloseDateMove)} (deal_id, owner_id, changed_at, old_close, new_close)
+        SELECT seq.deal, o.owner_id, seq.changed_at, seq.old_close, seq.new_close
+        FROM seq JOIN {_table(Opportunity)} o ON o.id = seq.deal
+        WHERE seq.old_close IS NOT NULL AND seq.new_close > seq.old_close
         """,
         params,
     )
     moves = CloseDateMove.objects.all()
-    return moves.count() if months is None else 0
+    return moves.count() if months is None and deal_ids is None else 0
+
+
+# --- Slipped deals -------------------------------------------------------------------------
+
+#: A slipped-deal period: (first month, length in months).
+Window = tuple[date, int]
+
+
+def slip_windows(months: Iterable[date]) -> list[Window]:
+    """Every precomputed period (of SLIPPED_SPANS months) that contains one of ``months``:
+    the periods whose slipped deals a history row in those months can change (its move is
+    inside the period, or it changes a deal's state at the end of a period holding an
+    earlier move)."""
+    return sorted(
+        {
+            (add_months(month_start(m), -back), span)
+            for m in months
+            for span in SLIPPED_SPANS
+            for back in range(span)
+        }
+    )
+
+
+def _all_slip_windows() -> list[Window]:
+    """The periods containing any close-date move (every one that can count a deal)."""
+    bounds = CloseDateMove.objects.aggregate(first=Min("changed_at"), last=Max("changed_at"))
+    if bounds["first"] is None:
+        return []
+    month = month_start(timezone.localtime(bounds["first"]).date())
+    last = month_start(timezone.localtime(bounds["last"]).date())
+    months = []
+    while month <= last:
+        months.append(month)
+        month = add_months(month, 1)
+    return slip_windows(months)
+
+
+def _build_slipped(
+    windows: Sequence[Window], owner: int | None = None, *, every_deal: bool = False
+) -> int:
+    """Slipped deals of each period in ``windows`` (of one owner's deals if given), as the
+    selector's detail query defines them: a move made during the period [ws, we) from a
+    close date inside it to one after it, and the deal's last history row before the
+    period ended (latest time, then highest id) still open with a close date after it."""
+    if not windows:
+        return 0
+    hist, opp = _table(OpportunityHistory), _table(Opportunity)
+    adapt = connection.ops.adapt_datetimefield_value
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(windows))
+    params: list[object] = []
+    params_windows: list[tuple[datetime, datetime]] = []
+    for first, span in windows:
+        start, after = (
+            _month_bounds_aware(first)[0],
+            _month_bounds_aware(add_months(first, span - 1))[1],
+        )
+        params_windows.append((start, after))
+        params += [
+            first,
+            add_months(first, span) - timedelta(days=1),
+            adapt(start),
+            adapt(after),
+            span,
+        ]
+    cast = (
+        "CAST(ps AS date), CAST(pe AS date), CAST(ws AS timestamptz), CAST(we AS timestamptz), "
+        "CAST(k AS integer)"
+        if _is_postgres()
+        else "ps, pe, ws, we, k"
+    )
+    of_owner, owner_params = _owner_sql("mv.owner_id", owner)
+    if owner is not None:
+        # Bounds on the change time too, so one owner's moves are one index range.
+        of_owner += " AND mv.changed_at >= %s AND mv.changed_at < %s"
+        owner_params += [
+            adapt(min(w for w, _s in params_windows)),
+            adapt(max(w for _w, w in params_windows)),
+        ]
+    params += owner_params
+    # Every period (a full rebuild): one sequential pass over history sorts faster than
+    # fetching most deals' rows by index.
+    history_filter = "" if every_deal else "WHERE h.opportunity_id IN (SELECT deal FROM cand)"
+    # The deal's owner now, too: a move whose owner is out of date must not write a row
+    # into another owner's cells.
+    final_owner, final_params = _owner_sql("o.owner_id", owner)
+    params += final_params
+    # The state at a period's end is the history row valid at that instant: changed
+    # before it, and the next row (by time, then id) not before it.
+    sql = f"""
+        WITH raw_windows (ps, pe, ws, we, k) AS (VALUES {values}),
+        windows (ps, pe, ws, we, k) AS (SELECT {cast} FROM raw_windows),
+        cand AS (
+            SELECT DISTINCT w.ps, w.pe, w.we, w.k, mv.deal_id AS deal
+            FROM windows w
+            JOIN {_table(CloseDateMove)} mv ON mv.changed_at >= w.ws AND mv.changed_at < w.we
+                AND mv.new_close > w.pe AND mv.old_close >= w.ps AND mv.old_close <= w.pe
+                {of_owner}
+        ),
+        hs AS (
+            SELECT h.opportunity_id AS deal, h.changed_at AS at, h.close_date, h.stage_id,
+                   LEAD(h.changed_at) OVER (
+                       PARTITION BY h.opportunity_id ORDER BY h.changed_at, h.id
+                   ) AS next_at
+            FROM {hist} h
+            {history_filter}
+        )
+        INSERT INTO {_table(SlippedDealRollup)}
+            (month, months, owner_id, region_id, segment, product_id, deal_type, deals)
+        SELECT c.ps, c.k, o.owner_id, a.region_id, a.segment, o.product_id, o.deal_type,
+               COUNT(*)
+        FROM cand c
+        JOIN hs ON hs.deal = c.deal AND hs.at < c.we
+            AND (hs.next_at IS NULL OR hs.next_at >= c.we)
+        JOIN {_table(Stage)} s ON s.id = hs.stage_id AND s.outcome = 'open'
+        JOIN {opp} o ON o.id = c.deal
+        JOIN {_table(Account)} a ON a.id = o.account_id
+        WHERE hs.close_date > c.pe{final_owner}
+        GROUP BY c.ps, c.k, o.owner_id, a.region_id, a.segment, o.product_id, o.deal_type
+    """
+    return _execute(sql, params)
+
+
+def _delete_slipped(windows: Sequence[Window] | None, owner: int | None = None) -> None:
+    rows = SlippedDealRollup.objects.all()
+    if windows is not None:
+        by_span: dict[int, list[date]] = {}
+        for first, span in windows:
+            by_span.setdefault(span, []).append(first)
+        match = Q(pk__in=[])
+        for span, firsts in by_span.items():
+            match |= Q(months=span, month__in=firsts)
+        rows = rows.filter(match)
+    if owner is not None:
+        rows = rows.filter(owner_id=owner)
+    rows.delete()
+
+
+def _rebuild_slipped(windows: Sequence[Window] | None, owner: int | None = None) -> int:
+    """Recompute the slipped-deal rows of ``windows`` (None: all), of one owner if given."""
+    _delete_slipped(windows, owner)
+    if windows is None:
+        return _build_slipped(_all_slip_windows(), owner, every_deal=owner is None)
+    return _build_slipped(windows, owner)
+
+
+# --- Deal footprints -----------------------------------------------------------------------
+
+
+def _rebuild_footprints(subset: str, params: Sequence[object]) -> int:
+    """Rewrite the footprints of the deals matching ``subset`` (SQL over ``deal_id``/``o.id``
+    with a ``{col}`` placeholder; empty: every deal) from their current row and history."""
+    _execute(
+        f"DELETE FROM {_table(DealFootprint)} WHERE 1 = 1{subset.format(col='deal_id')}", params
+    )
+    first, first_params = _month_of_datetime("MIN(h.changed_at)")
+    last, last_params = _month_of_datetime("MAX(h.changed_at)")
+    hist = _table(OpportunityHistory)
+    columns = (
+        f"INSERT INTO {_table(DealFootprint)} (deal_id, owner_id, account_id, close_month, "
+        "first_change, last_change, last_history_id) "
+    )
+    if not subset:
+        # Every deal: one pass over history grouped by deal.
+        sql = f"""
+            {columns}
+            SELECT o.id, o.owner_id, o.account_id, {_month_of_date("o.close_date")},
+                   h.first_change, h.last_change, h.last_id
+            FROM {_table(Opportunity)} o
+            LEFT JOIN (
+                SELECT h.opportunity_id, {first} AS first_change, {last} AS last_change,
+                       MAX(h.id) AS last_id
+                FROM {hist} h GROUP BY h.opportunity_id
+            ) h ON h.opportunity_id = o.id
+        """
+        return _execute(sql, [*first_params, *last_params])
+    # A few deals: their history by index.
+    sql = f"""
+        {columns}
+        SELECT o.id, o.owner_id, o.account_id, {_month_of_date("o.close_date")},
+               (SELECT {first} FROM {hist} h WHERE h.opportunity_id = o.id),
+               (SELECT {last} FROM {hist} h WHERE h.opportunity_id = o.id),
+               (SELECT MAX(h.id) FROM {hist} h WHERE h.opportunity_id = o.id)
+        FROM {_table(Opportunity)} o
+        WHERE 1 = 1{subset.format(col="o.id")}
+    """
+    return _execute(sql, [*first_params, *last_params, *params])
 
 
 def _mrr_months() -> list[date]:
@@ -744,6 +1011,8 @@ ROLLUP_MODELS = (
     PipelineRollup,
     StageEntryRollup,
     CloseDateMove,
+    SlippedDealRollup,
+    DealFootprint,
     AccountMrrRollup,
     MrrMonthRollup,
     RetentionRollup,
@@ -753,7 +1022,7 @@ ROLLUP_MODELS = (
     QuotaRollup,
 )
 
-_DEAL_BUILDERS: tuple[tuple[str, type, Callable[[Sequence[date] | None], int]], ...] = (
+_DEAL_BUILDERS: tuple[tuple[str, type, Callable[[Sequence[date] | None, int | None], int]], ...] = (
     ("closed", ClosedDealRollup, _build_closed),
     ("pipeline", PipelineRollup, _build_pipeline),
 )
@@ -763,11 +1032,16 @@ _DEAL_BUILDERS: tuple[tuple[str, type, Callable[[Sequence[date] | None], int]], 
 ALL_AREAS = ("deals", "stages", "quotas", "subscriptions", "nps")
 
 
-def _written(model, months: Sequence[date] | None, builder) -> int:
+def _written(model, months: Sequence[date] | None, builder, owner: int | None = None) -> int:
     """Run a builder and count the rows it wrote (the driver's rowcount is not reliable
     for INSERT statements that start with WITH)."""
-    builder(months)
+    if owner is None:
+        builder(months)
+    else:
+        builder(months, owner)
     rows = model.objects.all() if months is None else model.objects.filter(month__in=months)
+    if owner is not None:
+        rows = rows.filter(owner_id=owner)
     return rows.count()
 
 
@@ -793,13 +1067,24 @@ def _rebuild_areas(
             _delete(model, areas["deals"])
             result.rows[label] = _written(model, areas["deals"], builder)
     if "stages" in areas:
+        stage_months = areas["stages"]
         say("stage_entries")
-        _delete(StageEntryRollup, areas["stages"])
+        _delete(StageEntryRollup, stage_months)
         result.rows["stage_entries"] = _written(
-            StageEntryRollup, areas["stages"], _build_stage_entries
+            StageEntryRollup, stage_months, _build_stage_entries
         )
         say("close_date_moves")
-        result.rows["close_date_moves"] = _rebuild_moves(areas["stages"])
+        result.rows["close_date_moves"] = _rebuild_moves(stage_months)
+        say("slipped_deals")
+        windows = None if stage_months is None else slip_windows(stage_months)
+        _rebuild_slipped(windows)
+        rows = SlippedDealRollup.objects.all()
+        result.rows["slipped_deals"] = rows.count() if windows is None else 0
+    if "deals" in areas or "stages" in areas:
+        say("deal_footprints")
+        result.rows["deal_footprints"] = _rebuild_footprints(
+            *_footprint_subset(areas.get("deals", []), areas.get("stages", []))
+        )
     for area, label, model, builder in (
         ("quotas", "quotas", QuotaRollup, _build_quotas),
         ("subscriptions", "account_mrr", AccountMrrRollup, _build_mrr),
@@ -813,6 +1098,211 @@ def _rebuild_areas(
                 say("customer summaries")
                 _build_customer_summaries(areas[area], result)
     return result
+
+
+def _footprint_subset(
+    deal_months: Sequence[date] | None, stage_months: Sequence[date] | None
+) -> tuple[str, list[object]]:
+    """The deals whose footprint a whole-month rebuild renews: those closing in the deal
+    months and those with history in the stage months (``{col}`` is the deal id column)."""
+    if deal_months is None or stage_months is None:
+        return "", []
+    parts, params = [], []
+    if deal_months:
+        in_months, month_params = _date_ranges_sql("o5.close_date", deal_months)
+        parts.append(f"SELECT o5.id FROM {_table(Opportunity)} o5 WHERE 1 = 1{in_months}")
+        params += month_params
+    if stage_months:
+        in_months, month_params = _datetime_ranges_sql("h5.changed_at", stage_months)
+        parts.append(
+            f"SELECT h5.opportunity_id FROM {_table(OpportunityHistory)} h5 WHERE 1 = 1{in_months}"
+        )
+        params += month_params
+    if not parts:
+        return " AND 1 = 0", []
+    return " AND {col} IN (" + " UNION ".join(parts) + ")", params
+
+
+# --- Per-deal (cell) updates -------------------------------------------------------------
+
+
+@dataclass
+class DealCells:
+    """The rollup cells some changed deals were and now are in, per owner: close months
+    (closed/pipeline rollups), history months (stage entries) and slipped-deal periods."""
+
+    deals: dict[int, set[date]] = field(default_factory=dict)
+    stages: dict[int, set[date]] = field(default_factory=dict)
+    slipped: dict[int, set[Window]] = field(default_factory=dict)
+    #: The deals whose stage history (close-date moves) is rewritten.
+    stage_deals: set[int] = field(default_factory=set)
+
+    def add(self, kind: str, owner: int, items: Iterable) -> None:
+        getattr(self, kind).setdefault(owner, set()).update(items)
+
+    def drop_months(self, deal_months: Iterable[date], stage_months: Iterable[date]) -> None:
+        """Forget the cells of months a whole-month rebuild of this run already covers."""
+        whole_deals, whole_stages = set(deal_months), set(stage_months)
+        whole_windows = set(slip_windows(whole_stages))
+        for cells, whole in (
+            (self.deals, whole_deals),
+            (self.stages, whole_stages),
+            (self.slipped, whole_windows),
+        ):
+            for owner in list(cells):
+                cells[owner] -= whole
+                if not cells[owner]:
+                    del cells[owner]
+
+    def count(self) -> int:
+        return sum(
+            len(v) for kind in (self.deals, self.stages, self.slipped) for v in kind.values()
+        )
+
+
+def _months_between(first: date, last: date) -> list[date]:
+    months, month = [], month_start(first)
+    while month <= last:
+        months.append(month)
+        month = add_months(month, 1)
+    return months
+
+
+def deal_cells(*, deal_ids: Sequence[int], stage_ids: Sequence[int]) -> DealCells:
+    """The cells to recompute for changed deals (``stage_ids``: those whose stage history
+    rollups may have moved too). Old cells come from the footprint (the deal as last
+    rolled up; for a deleted deal, the only record left) and from every history row (each
+    an owner and close date the deal had); new cells from the deal as it is now. The first
+    win of each old and new account (other than these deals) is recomputed too, since its
+    new-logo flag can move to or from one of them."""
+    cells = DealCells()
+    ids = sorted(set(deal_ids))
+    stage_set = set(stage_ids)
+    footprints = {fp.deal_id: fp for fp in DealFootprint.objects.filter(deal_id__in=ids)}
+    current = {
+        row["id"]: row
+        for row in Opportunity.objects.filter(pk__in=ids).values(
+            "id", "owner_id", "account_id", "close_date"
+        )
+    }
+    history: dict[int, list[tuple[int, date, date, int]]] = {}
+    stamps: dict[int, list[tuple[int, datetime]]] = {}
+    for deal, owner, close, changed, row_id in OpportunityHistory.objects.filter(
+        opportunity_id__in=ids
+    ).values_list("opportunity_id", "owner_id", "close_date", "changed_at", "id"):
+        history.setdefault(deal, []).append(
+            (owner, month_start(close), month_start(timezone.localtime(changed).date()), row_id)
+        )
+        stamps.setdefault(deal, []).append((row_id, changed))
+    accounts: set[int] = set()
+    for deal in ids:
+        fp, now, rows = footprints.get(deal), current.get(deal), history.get(deal, [])
+        if deal not in stage_set and _backdated(fp, stamps.get(deal, [])):
+            stage_set.add(deal)
+        owners: set[int] = {owner for owner, _c, _h, _i in rows}
+        # The rollups hold the deal as its footprint says; the states it went through
+        # since (history rows written after it) never reached them but cost little.
+        # Without a footprint, any state it ever had may be in them.
+        seen = fp.last_history_id if fp is not None and fp.last_history_id is not None else 0
+        for owner, close, _h, row_id in rows:
+            if row_id > seen:
+                cells.add("deals", owner, [close])
+        changed_months = {h for _o, _c, h, _i in rows}
+        if fp is not None:
+            owners.add(fp.owner_id)
+            accounts.add(fp.account_id)
+            cells.add("deals", fp.owner_id, [fp.close_month])
+            if now is None and fp.first_change and fp.last_change:
+                # Deleted: its history went with it; its entries lay in this range.
+                changed_months.update(_months_between(fp.first_change, fp.last_change))
+        if now is not None:
+            owners.add(now["owner_id"])
+            accounts.add(now["account_id"])
+            cells.add("deals", now["owner_id"], [month_start(now["close_date"])])
+        if deal in stage_set:
+            windows = slip_windows(changed_months)
+            for owner in owners:
+                cells.add("stages", owner, changed_months)
+                cells.add("slipped", owner, windows)
+    for account in sorted(accounts):
+        first_win = (
+            Opportunity.objects.filter(account_id=account, stage__outcome=Stage.Outcome.WON)
+            .exclude(pk__in=ids)
+            .order_by("close_date", "id")
+            .values_list("owner_id", "close_date")
+            .first()
+        )
+        if first_win:
+            cells.add("deals", first_win[0], [month_start(first_win[1])])
+    cells.stage_deals = stage_set
+    return cells
+
+
+def _backdated(footprint: DealFootprint | None, stamps: list[tuple[int, datetime]]) -> bool:
+    """True when a history row written since the deal was last rolled up is dated before
+    an older row: a back-dated change (an import, a correction) re-times stage entries
+    and slips even if only the amount changed. Unknown (no footprint): assume it is."""
+    if footprint is None or footprint.last_history_id is None:
+        return bool(stamps)
+    old = [at for row_id, at in stamps if row_id <= footprint.last_history_id]
+    new = [at for row_id, at in stamps if row_id > footprint.last_history_id]
+    return bool(old and new) and min(new) < max(old)
+
+
+def _check_cell_rates(cells: dict[int, set[date]]) -> None:
+    """The deal part of :func:`_check_rates`, for the deals of some (month, owner) cells."""
+    if not cells:
+        return
+    base = settings.BASE_CURRENCY
+    parts, params = [], []
+    for owner, months in sorted(cells.items()):
+        in_months, month_params = _date_ranges_sql("o.close_date", sorted(months))
+        parts.append(f"(o.owner_id = %s{in_months})")
+        params += [owner, *month_params]
+    missing = _first_missing_rate(
+        f"SELECT o.currency, MIN(o.close_date) FROM {_table(Opportunity)} o "
+        f"LEFT JOIN {_table(DailyRate)} r ON r.currency = o.currency AND r.day = o.close_date "
+        f"WHERE o.currency <> %s AND r.rate IS NULL AND ({' OR '.join(parts)}) "
+        "GROUP BY o.currency ORDER BY 2, 1",
+        [base, *params],
+    )
+    if missing:
+        currency, day = missing
+        raise MissingRateError(
+            f"No {currency}->{base} exchange rate on or before {day.isoformat()} "
+            "(needed by a deal); add the rate and rebuild.",
+            extra={"currency": currency, "date": day.isoformat(), "record": "deal"},
+        )
+
+
+def _update_cells(cells: DealCells, *, deal_ids: Sequence[int], result: RollupResult) -> None:
+    """Recompute the cells of changed deals (DELETE + INSERT restricted to each owner's
+    months), their close-date moves and their footprints, inside the caller's
+    transaction."""
+    months = sorted({m for per_owner in cells.deals.values() for m in per_owner})
+    if months and _rates_need_refresh({"deals": months}):
+        result.rows["daily_rates"] = daily_rates_build()
+    _check_cell_rates(cells.deals)
+    for owner, owner_months in sorted(cells.deals.items()):
+        for label, model, builder in _DEAL_BUILDERS:
+            chosen = sorted(owner_months)
+            _delete(model, chosen, owner)
+            written = _written(model, chosen, builder, owner)
+            result.rows[label] = result.rows.get(label, 0) + written
+    queued = sorted(set(deal_ids))
+    for owner, owner_months in sorted(cells.stages.items()):
+        chosen = sorted(owner_months)
+        _delete(StageEntryRollup, chosen, owner)
+        _build_stage_entries(chosen, owner, also=queued)
+        written = StageEntryRollup.objects.filter(month__in=chosen, owner_id=owner).count()
+        result.rows["stage_entries"] = result.rows.get("stage_entries", 0) + written
+    if cells.stage_deals:
+        _rebuild_moves(None, deal_ids=sorted(cells.stage_deals))
+    for owner, windows in sorted(cells.slipped.items()):
+        written = _rebuild_slipped(sorted(windows), owner)
+        result.rows["slipped_deals"] = result.rows.get("slipped_deals", 0) + written
+    subset, params = _ids_sql("{col}", sorted(set(deal_ids)))
+    result.rows["deal_footprints"] = _rebuild_footprints(subset, params)
 
 
 def _rates_need_refresh(areas: dict[str, Sequence[date] | None]) -> bool:
@@ -853,6 +1343,9 @@ def rollups_rebuild(*, progress: Progress | None = None) -> RollupResult:
             DirtyMonth.objects.filter(
                 pk__in=list(DirtyMonth.objects.values_list("pk", flat=True))
             ).delete()
+            DirtyDeal.objects.filter(
+                pk__in=list(DirtyDeal.objects.values_list("pk", flat=True))
+            ).delete()
             result = _rebuild_areas(dict.fromkeys(ALL_AREAS), progress)
             if _is_postgres():
                 # Every row is new: fresh statistics let the selectors' joins use the
@@ -866,29 +1359,59 @@ def rollups_rebuild(*, progress: Progress | None = None) -> RollupResult:
 
 
 def rollups_update() -> RollupResult:
-    """Recompute the months marked dirty since the last run, in one transaction; records
-    a JobRun (kind ``rollups_incremental``). Idempotent: with nothing dirty it writes
-    nothing; months marked while it runs stay queued for the next run."""
+    """Recompute what was queued since the last run, in one transaction: whole months
+    (quotas, subscriptions, NPS, bulk imports) and the (month, owner) cells of changed
+    deals. Records a JobRun (kind ``rollups_incremental``). Idempotent: with nothing queued
+    it writes nothing; what is queued while it runs stays queued for the next run."""
     with job_run_record(kind="rollups_incremental") as run:
         with transaction.atomic():
+            asked = time_module.perf_counter()
             _lock()
+            # Time spent behind another rebuild or update: reported apart from the work.
+            lock_wait = round(time_module.perf_counter() - asked, 3)
+            if _is_postgres():
+                with connection.cursor() as cursor:
+                    # Small, index-driven statements: compiling them costs more than
+                    # running them (the same reason as the selectors' report cursor).
+                    cursor.execute("SET LOCAL jit = off")
             dirty = list(DirtyMonth.objects.select_for_update().values_list("id", "area", "month"))
             # Dequeue first (see rollups_rebuild): a month queued again by a commit made
             # while this runs is kept for the next update.
             DirtyMonth.objects.filter(pk__in=[pk for pk, _a, _m in dirty]).delete()
+            changed = list(DirtyDeal.objects.select_for_update().values_list("id", "area", "deal"))
+            DirtyDeal.objects.filter(pk__in=[pk for pk, _a, _d in changed]).delete()
             areas: dict[str, list[date]] = {}
             for _pk, area, month in dirty:
                 areas.setdefault(area, []).append(month)
-            result = (
-                _rebuild_areas({k: sorted(set(v)) for k, v in areas.items()}, None)
-                if areas
-                else RollupResult()
-            )
-        result.months = sorted({m for v in areas.values() for m in v})
+            chosen = {k: sorted(set(v)) for k, v in areas.items()}
+            deal_ids = sorted({deal for _pk, _a, deal in changed})
+            stage_ids = sorted({deal for _pk, area, deal in changed if area == "stages"})
+            # The deals' cells before anything is rewritten: a whole-month rebuild below
+            # renews the footprints of the deals in its months, which hold the old cells.
+            cells = deal_cells(deal_ids=deal_ids, stage_ids=stage_ids) if deal_ids else DealCells()
+            result = _rebuild_areas(chosen, None) if chosen else RollupResult()
+            if deal_ids:
+                cells.drop_months(chosen.get("deals", []), chosen.get("stages", []))
+                _update_cells(cells, deal_ids=deal_ids, result=result)
+        result.months = sorted(
+            {m for v in areas.values() for m in v} | {m for v in cells.deals.values() for m in v}
+        )
         run.rows = result.total_rows
         run.detail = {
             "rows": result.rows,
-            "months": {k: [m.isoformat() for m in sorted(set(v))] for k, v in areas.items()},
+            "months": {k: [m.isoformat() for m in v] for k, v in chosen.items()},
+            "deals": deal_ids,
+            "lock_wait_seconds": lock_wait,
+            "cells": {
+                kind: {
+                    str(owner): sorted(
+                        f"{item[0]:%Y-%m}+{item[1]}" if isinstance(item, tuple) else f"{item:%Y-%m}"
+                        for item in items
+                    )
+                    for owner, items in sorted(getattr(cells, kind).items())
+                }
+                for kind in ("deals", "stages", "slipped")
+            },
         }
     return result
 
@@ -942,35 +1465,33 @@ STAGE_FIELDS = frozenset({"stage", "owner", "account", "product", "deal_type", "
 
 
 def rollups_deal_changed(*, opportunity_id: int, fields: Iterable[str] | None = None) -> int:
-    """Queue the months a change to this deal can affect.
-
-    Closed/pipeline rollups: every close month the deal ever had and the close months of
-    its account's won deals (which of them is the account's first win, the new logo).
-    Stage entries and close-date moves (keyed by history month): every month the deal has
-    history in, when ``fields`` (what was edited; None = unknown, or a new deal) can change
-    them: a stage, a dimension or the close date."""
-    edited = None if fields is None else set(fields)
-    close_months: set[date] = set()
-    history_months: set[date] = set()
-    rows = OpportunityHistory.objects.filter(opportunity_id=opportunity_id).values_list(
-        "close_date", "changed_at"
+    """Queue a changed deal (call after commit; also after a deal is deleted) for the next
+    update, which recomputes only the (month, owner) cells it was and now is in (see
+    :func:`deal_cells`). Its stage-history rollups (stage entries, close-date moves,
+    slipped deals) are queued too when ``fields`` (what was edited; None = unknown, or a
+    new deal) can change them: a stage, a dimension or the close date. One insert; the
+    cells are worked out by the update, so a burst of edits costs one computation."""
+    return rollups_deals_changed(
+        opportunity_ids=[opportunity_id],
+        stage_ids=(
+            [opportunity_id]
+            if fields is None or set(fields) & (STAGE_FIELDS | {"close_date"})
+            else []
+        ),
     )
-    for close_date, changed_at in rows:
-        close_months.add(month_start(close_date))
-        history_months.add(month_start(timezone.localtime(changed_at).date()))
-    deal = Opportunity.objects.filter(pk=opportunity_id).values("close_date", "account_id").first()
-    if deal:
-        close_months.add(month_start(deal["close_date"]))
-        won = Opportunity.objects.filter(
-            account_id=deal["account_id"], stage__outcome=Stage.Outcome.WON
-        ).values_list("close_date", flat=True)
-        close_months.update(month_start(d) for d in won)
-    queued = _queue(DirtyMonth.Area.DEALS, close_months)
-    if edited is None or edited & (STAGE_FIELDS | {"close_date"}):
-        queued += _queue(DirtyMonth.Area.STAGES, history_months)
-    if queued:
-        rollups_update_enqueue()
-    return queued
+
+
+def rollups_deals_changed(*, opportunity_ids: Iterable[int], stage_ids: Iterable[int]) -> int:
+    """:func:`rollups_deal_changed` for many deals at once (``stage_ids``: the deals whose
+    stage-history rollups may have moved). Returns how many deals were queued."""
+    ids, stages = sorted(set(opportunity_ids)), sorted(set(stage_ids))
+    rows = [DirtyDeal(area=DirtyMonth.Area.DEALS, deal_id=pk) for pk in ids]
+    rows += [DirtyDeal(area=DirtyMonth.Area.STAGES, deal_id=pk) for pk in stages]
+    if not rows:
+        return 0
+    DirtyDeal.objects.bulk_create(rows, ignore_conflicts=True, batch_size=5000)
+    rollups_update_enqueue()
+    return len(set(ids) | set(stages))
 
 
 def rollups_quota_changed(*, month: date) -> int:

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from apps.core.models import JobRun
 from apps.crm.models import Opportunity
 from apps.kpis import services
+from apps.kpis.models import DirtyDeal
 from apps.kpis.selectors import kpi_value
 from tests.conftest import REPO_ROOT, worker_database_url
 from tests.kpis.conftest import at, build_world
@@ -146,3 +147,44 @@ def test_a_deal_edit_reaches_the_api_through_a_real_worker(live_celery_worker, s
     run = JobRun.objects.filter(kind="rollups_incremental").order_by("-started_at").first()
     assert run is not None and run.status == JobRun.Status.SUCCEEDED
     assert latency < 15, latency
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_edits_is_one_update_through_a_real_worker(start_live_celery_worker, settings):
+    settings.KPIS_UPDATE_QUEUE = start_live_celery_worker.queue
+    w = build_world()
+    deals = [
+        w.deal(
+            owner=owner,
+            amount="100",
+            stage="propose",
+            created=date(2024, 6, 1),
+            close=date(2024, 8, 1),
+        )
+        for owner in (w.rep_a, w.rep_b, w.rep_c, w.rep_a, w.rep_b)
+    ]
+    services.rollups_rebuild()
+    client = APIClient()
+    client.force_login(w.cso)
+    # when five deals are won, each edit committed on its own, before any worker runs
+    for n, deal in enumerate(deals):
+        w.move(deal, when=at(date(2024, 7, 1 + n)), stage="won", close_date=date(2024, 7, 1 + n))
+    assert DirtyDeal.objects.count() == 10  # closed/pipeline and stage history, per deal
+    # then the one task the first commit scheduled (with its countdown) settles them all
+    start_live_celery_worker()
+    deadline = time.monotonic() + 60
+    while True:
+        response = client.get("/api/v1/kpis/bookings/", {"period": "2024-07"})
+        assert response.status_code == 200, response.content
+        if response.json()["value"] == "500.00":
+            break
+        assert time.monotonic() < deadline, "the update did not reach the API"
+        time.sleep(0.2)
+    runs = JobRun.objects.filter(kind="rollups_incremental")
+    assert runs.count() == 1
+    assert runs.get().detail["deals"] == sorted(d.pk for d in deals)
+    assert not DirtyDeal.objects.exists()
+    assert kpi_value(name="open_pipeline", period="2024-08", user=w.cso).value == D("0.00")
