@@ -43,6 +43,8 @@ PAGES = [
     "/dashboards/team/",
     "/dashboards/overview/",
     "/dashboards/pipeline/",
+    # The waterfall's step drill-down (after the pipeline page, as a user reaches it).
+    "/dashboards/changes/?step=new",
     "/dashboards/customers/",
 ]
 TRIVIAL = "/bench-trivial"

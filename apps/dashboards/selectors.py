@@ -349,13 +349,14 @@ def pipeline_changes(
     Rebuilding it reads every deal changed since ``since`` (at a million deals, about a
     hundred thousand for the last 30 days), so the result is cached per user, arguments
     and data version: the last finished rollup run, which follows every deal edit (an
-    edit enqueues an incremental update). One query on a hit, six on a miss."""
+    edit enqueues an incremental update). The moves behind it are cached with it, for the
+    step drill-down. One query on a hit, six on a miss."""
     key = _changes_key(user=user, period=period, scope=scope, filters=filters, since=since)
     found = cache.get(key)
     if isinstance(found, PipelineChanges):
         return found
-    start, end, moves = pipeline_moves(
-        user=user, period=period, scope=scope, filters=filters, since=since
+    start, end, moves = _moves_cached(
+        key, user=user, period=period, scope=scope, filters=filters, since=since
     )
     steps = {key: Decimal("0.00") for key, _ in WATERFALL_STEPS}
     deals = {key: 0 for key, _ in WATERFALL_STEPS}
@@ -367,20 +368,43 @@ def pipeline_changes(
     return result
 
 
-def data_version() -> int | None:
-    """The id of the last finished rollup run (one query): what cached dashboard results
-    are keyed by. Every deal, quota, subscription or NPS edit enqueues a rollup update, so
-    a new version follows every change within seconds."""
-    return (
+def _moves_cached(
+    key: str,
+    *,
+    user: User,
+    period: KpiPeriod,
+    scope: KpiScope,
+    filters: KpiFilters,
+    since: datetime,
+) -> tuple[Decimal, Decimal, list[PipelineMove]]:
+    """``pipeline_moves`` kept under the waterfall's ``key`` (same viewer, arguments and
+    data version), so the waterfall and the drill-down behind each of its steps share
+    one rebuild from history, and the step totals always match the lists."""
+    found = cache.get(key + ":moves")
+    if isinstance(found, tuple) and len(found) == 3:
+        return found
+    found = pipeline_moves(user=user, period=period, scope=scope, filters=filters, since=since)
+    cache.set(key + ":moves", found, CHANGES_CACHE_SECONDS)
+    return found
+
+
+def data_version() -> str:
+    """The last finished rollup run, as "id@finished_at" (one query): what cached dashboard
+    results are keyed by. Every deal, quota, subscription or NPS edit enqueues a rollup
+    update, so a new version follows every change within seconds. The finish time is part
+    of it because ids alone repeat after a database restore winds the sequence back, and
+    a cached page of the data before the restore would then look current."""
+    found = (
         JobRun.objects.filter(
             kind__in=ROLLUP_RUN_KINDS,
             status=JobRun.Status.SUCCEEDED,
             finished_at__isnull=False,
         )
         .order_by("-id")
-        .values_list("id", flat=True)
+        .values_list("id", "finished_at")
         .first()
     )
+    return "none" if found is None else f"{found[0]}@{found[1].isoformat()}"
 
 
 #: How long a computed waterfall is kept at most (a new rollup run replaces it sooner).
@@ -428,14 +452,16 @@ def pipeline_step_deals(
     since: datetime,
     step: str,
 ) -> list[PipelineStepDeal]:
-    """The deals behind one waterfall step (four queries), largest change first; their
-    ``change`` adds up to the step of ``pipeline_changes`` for the same arguments."""
+    """The deals behind one waterfall step, largest change first; their ``change`` adds up
+    to the step of ``pipeline_changes`` for the same arguments. The moves come from the
+    waterfall's cache (two queries after the pipeline page was seen, six otherwise)."""
     if step not in dict(WATERFALL_STEPS):
         raise ApplicationError(
             f"step must be one of {', '.join(k for k, _ in WATERFALL_STEPS)}; got {step!r}."
         )
-    _, _, moves = pipeline_moves(
-        user=user, period=period, scope=scope, filters=filters, since=since
+    key = _changes_key(user=user, period=period, scope=scope, filters=filters, since=since)
+    _, _, moves = _moves_cached(
+        key, user=user, period=period, scope=scope, filters=filters, since=since
     )
     chosen = {m.deal_id: m for m in moves if m.step == step}
     deals = Opportunity.objects.filter(pk__in=list(chosen)).select_related(

@@ -17,12 +17,13 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from apps.core.errors import ApplicationError
@@ -83,7 +84,8 @@ def _records_url(query: DashboardQuery, **overrides: object) -> str:
 
 
 def filter_options(request: HttpRequest) -> dict[str, Any]:
-    """Choices for the filter bar, limited to what the viewer may see (four queries)."""
+    """Choices for the filter bar as (value, label) pairs, limited to what the viewer may
+    see (four queries): teams indented under their parent team, active reps by name."""
     teams = list(visible_teams(request.user).order_by("name").values("id", "name", "parent_id"))
     by_id = {t["id"]: t for t in teams}
 
@@ -102,16 +104,19 @@ def filter_options(request: HttpRequest) -> dict[str, Any]:
             ):
                 if team in ordered:
                     continue
-                ordered.append({**team, "indent": "\u2003" * depth(team)})
+                ordered.append(team)
                 walk(team["id"])
 
     walk(None)
     reps = visible_users(request.user).filter(role=Role.REP, is_active=True)
     return {
-        "teams": ordered,
-        "reps": list(
-            reps.order_by("first_name", "last_name").values_list("id", "first_name", "last_name")
-        ),
+        "teams": [(t["id"], "\u2003" * depth(t) + t["name"]) for t in ordered],
+        "reps": [
+            (pk, f"{first} {last}")
+            for pk, first, last in reps.order_by("first_name", "last_name").values_list(
+                "id", "first_name", "last_name"
+            )
+        ],
         "regions": list(Region.objects.order_by("name").values_list("id", "name")),
         "products": list(Product.objects.order_by("name").values_list("id", "name")),
         "segments": Segment.choices,
@@ -147,15 +152,21 @@ def _frame(
     section: str,
     build: Callable[[DashboardQuery], dict[str, Any]],
     *,
+    body: str | None = None,
     cached: bool = False,
 ) -> HttpResponse:
     """Render a dashboard page inside the shared frame; ``build`` returns the page's own
-    context for the parsed filter state (kept in the cache when ``cached``, see
-    :func:`_built`). The scope is checked before any cache lookup."""
+    context for the parsed filter state.
+
+    With ``body`` (the page's fragment template) the page's own part is rendered apart
+    from the frame, from that context alone, and with ``cached`` that HTML is what the
+    cache keeps (see :func:`_built`). The frame around it (navigation, the signed-in
+    user, CSRF token, messages, data freshness, filter bar) is rendered on every request.
+    The scope is checked before any cache lookup."""
     context: dict[str, Any] = {"section": section, "freshness": _freshness()}
     try:
         query = query_parse(request.GET, user=request.user)
-        context.update(query=query, **_built(request, section, query, build, cached))
+        context.update(query=query, **_built(request, query, build, body, cached))
     except KpiPermissionError:
         # Out of scope: the same answer as a scope that does not exist.
         raise Http404("No such view.") from None
@@ -171,41 +182,63 @@ def _frame(
 #: version) replaces it sooner.
 PAGE_CACHE_SECONDS = 10 * 60
 
+#: The few values of a page's own context that the frame reads too (the title and the
+#: page's hidden filter fields); everything else is used by the body fragment only.
+FRAME_VALUES = ("since", "today", "step", "step_label", "band")
 
-def _built(
-    request: HttpRequest,
-    section: str,
-    query: DashboardQuery,
-    build: Callable[[DashboardQuery], dict[str, Any]],
-    cached: bool,
-) -> dict[str, Any]:
-    """The page's own context. A dashboard page reads rollups, which change only when a
-    rollup run finishes, so with ``cached`` it is kept per viewer, page, parameters, day
-    and data version (the last finished rollup run): the first view after a run computes
-    it, later views read it. Detail tables on the page (aging, slipped) are kept with it,
-    as of the same run, like the figures next to them."""
-    if not cached:
-        with kpi_batch():  # the page's KPIs share their rollup reads
-            return build(query)
+
+def page_cache_key(*, page: str, request: HttpRequest, query: DashboardQuery) -> str:
+    """Everything a built page depends on: the page (its fragment template), the viewer,
+    the scope they resolved to (a manager's team subtree changes with the org chart, not
+    with the data), the day (relative periods and ages), the data version (the last
+    finished rollup run) and every URL parameter."""
+    owners = query.scope.owner_ids
     raw = "|".join(
         [
-            section,
+            page,
             str(request.user.pk),
+            "all" if owners is None else ",".join(map(str, sorted(owners))),
             timezone.localdate().isoformat(),
             str(data_version()),
             urlencode(sorted(request.GET.lists()), doseq=True),
         ]
     )
-    key = "dashboards:page:" + hashlib.sha256(raw.encode()).hexdigest()
-    found = cache.get(key)
-    if isinstance(found, dict):
-        return found
-    with kpi_batch():
-        found = build(query)
-    # Query sets evaluated now, so the cached context holds rows, not queries.
-    found = {k: list(v) if isinstance(v, QuerySet) else v for k, v in found.items()}
-    cache.set(key, found, PAGE_CACHE_SECONDS)
-    return found
+    return "dashboards:page:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _built(
+    request: HttpRequest,
+    query: DashboardQuery,
+    build: Callable[[DashboardQuery], dict[str, Any]],
+    body: str | None,
+    cached: bool,
+) -> dict[str, Any]:
+    """The page's own context, or with ``body`` its rendered fragment (``body``) and the
+    :data:`FRAME_VALUES` it has.
+
+    A dashboard page reads rollups, which change only when a rollup run finishes, so with
+    ``cached`` the rendered fragment is kept under :func:`page_cache_key`: the first view
+    after a run computes it, later views read one string instead of building the context
+    again, unpickling it and rendering its tables and charts. Detail tables on the page
+    (aging, slipped) are kept with it, as of the same run, like the figures next to them.
+    The fragment is rendered without the request, so it cannot hold anything of one
+    request (CSRF token, messages, freshness)."""
+    key = None
+    if cached and body is not None:
+        key = page_cache_key(page=body, request=request, query=query)
+        found = cache.get(key)
+        if isinstance(found, dict) and isinstance(found.get("body"), str):
+            # Our own rendering, escaped when it was rendered.
+            return {**found, "body": mark_safe(found["body"])}
+    with kpi_batch():  # the page's KPIs share their rollup reads
+        context = build(query)
+    if body is None:
+        return context
+    page = {k: context[k] for k in FRAME_VALUES if k in context}
+    page["body"] = render_to_string(body, {**context, "query": query})
+    if key is not None:
+        cache.set(key, page, PAGE_CACHE_SECONDS)
+    return page
 
 
 def _page_or_csv(
@@ -214,6 +247,9 @@ def _page_or_csv(
     section: str,
     build: Callable[[DashboardQuery], dict[str, Any]],
     csv: Callable[[HttpRequest], HttpResponse],
+    *,
+    body: str | None = None,
+    cached: bool = False,
 ) -> HttpResponse:
     """A drill-down list: ``?format=csv`` downloads it (an out-of-scope request is a 404,
     any other refused parameter falls through to the page, which shows the reason with a
@@ -228,7 +264,7 @@ def _page_or_csv(
             pass
     elif file_format:
         return _bad_format(request)
-    return _frame(request, template, section, build)
+    return _frame(request, template, section, build, body=body, cached=cached)
 
 
 # --- Overview --------------------------------------------------------------------------
@@ -437,7 +473,12 @@ def _attainment_chart(query: DashboardQuery, user) -> dict[str, Any] | None:
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
     return _frame(
-        request, "dashboards/overview.html", "overview", _overview(request.user), cached=True
+        request,
+        "dashboards/overview.html",
+        "overview",
+        _overview(request.user),
+        body="dashboards/overview_body.html",
+        cached=True,
     )
 
 
@@ -730,7 +771,14 @@ def _pipeline(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]
 
 @require_GET
 def pipeline(request: HttpRequest) -> HttpResponse:
-    return _frame(request, "dashboards/pipeline.html", "pipeline", _pipeline(request), cached=True)
+    return _frame(
+        request,
+        "dashboards/pipeline.html",
+        "pipeline",
+        _pipeline(request),
+        body="dashboards/pipeline_body.html",
+        cached=True,
+    )
 
 
 # --- Pipeline changes drill-down -------------------------------------------------------
@@ -809,7 +857,17 @@ def changes(request: HttpRequest) -> HttpResponse:
             "csv_url": "?" + query.querystring(**extra, sort=sort, format="csv"),
         }
 
-    return _page_or_csv(request, "dashboards/changes.html", "pipeline", build, _changes_csv)
+    # Cached like the pipeline page it drills into: its rows come from the same rebuild
+    # of the deal history, which takes seconds at a million deals.
+    return _page_or_csv(
+        request,
+        "dashboards/changes.html",
+        "pipeline",
+        build,
+        _changes_csv,
+        body="dashboards/changes_body.html",
+        cached=True,
+    )
 
 
 def _changes_csv(request: HttpRequest) -> HttpResponse:
@@ -924,7 +982,12 @@ def _attainment(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, An
 @require_GET
 def attainment(request: HttpRequest) -> HttpResponse:
     return _frame(
-        request, "dashboards/attainment.html", "quotas", _attainment(request), cached=True
+        request,
+        "dashboards/attainment.html",
+        "quotas",
+        _attainment(request),
+        body="dashboards/attainment_body.html",
+        cached=True,
     )
 
 
@@ -1002,7 +1065,14 @@ def _team(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any]]:
 
 @require_GET
 def team(request: HttpRequest) -> HttpResponse:
-    return _frame(request, "dashboards/team.html", "team", _team(request), cached=True)
+    return _frame(
+        request,
+        "dashboards/team.html",
+        "team",
+        _team(request),
+        body="dashboards/team_body.html",
+        cached=True,
+    )
 
 
 # --- Customers -------------------------------------------------------------------------
@@ -1160,7 +1230,12 @@ def _customers(request: HttpRequest) -> Callable[[DashboardQuery], dict[str, Any
 @require_GET
 def customers(request: HttpRequest) -> HttpResponse:
     return _frame(
-        request, "dashboards/customers.html", "customers", _customers(request), cached=True
+        request,
+        "dashboards/customers.html",
+        "customers",
+        _customers(request),
+        body="dashboards/customers_body.html",
+        cached=True,
     )
 
 

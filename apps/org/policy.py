@@ -10,10 +10,12 @@ Every view, API endpoint, export and digest asks this module; nothing else decid
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
+from django.db.models.signals import post_delete, post_save
 
 from apps.org.models import Role, Team, User
 
@@ -61,19 +63,50 @@ def subtree_ids(
     return result
 
 
+#: Bumped whenever a team or a user is saved or deleted in this process; a memoised
+#: scope (see :func:`scope_for`) is only reused under the generation it was resolved in.
+_org_generation = itertools.count()
+_generation = next(_org_generation)
+_MEMO_ATTR = "_policy_scope_memo"
+
+
+def _org_changed(**_: object) -> None:
+    global _generation
+    _generation = next(_org_generation)
+
+
+for _model in (Team, User):
+    post_save.connect(_org_changed, sender=_model, dispatch_uid=f"policy-scope-{_model.__name__}")
+    post_delete.connect(
+        _org_changed, sender=_model, dispatch_uid=f"policy-scope-del-{_model.__name__}"
+    )
+
+
 def scope_for(user: User | None) -> Scope:
-    """Resolve a user's scope (two small queries for a manager, none otherwise)."""
+    """Resolve a user's scope (two small queries for a manager, none otherwise).
+
+    A manager's scope is kept on the user object, which Django loads once per request, so
+    a page asking many times pays the queries once. It is reused only while the user's
+    own role and flags are unchanged and no team or user was saved or deleted in this
+    process since (a request or test that changes the org chart sees it at once); a
+    write made by another process is seen by the next request, which loads a new user."""
     if user is None or not user.is_authenticated or not user.is_active:
         return NOTHING
     if user.is_superuser or user.role in (Role.EXECUTIVE, Role.REVOPS_ADMIN):
         return EVERYTHING
-    if user.role == Role.MANAGER:
-        managed = list(Team.objects.filter(manager=user).values_list("id", flat=True))
-        team_ids = subtree_ids(managed) if managed else set()
-        user_ids = set(User.objects.filter(team_id__in=team_ids).values_list("id", flat=True))
-        user_ids.add(user.pk)
-        return Scope(everything=False, team_ids=frozenset(team_ids), user_ids=frozenset(user_ids))
-    return Scope(everything=False, team_ids=frozenset(), user_ids=frozenset({user.pk}))
+    if user.role != Role.MANAGER:
+        return Scope(everything=False, team_ids=frozenset(), user_ids=frozenset({user.pk}))
+    stamp = (_generation, user.pk, user.role, user.is_active, user.is_superuser)
+    memo = getattr(user, _MEMO_ATTR, None)
+    if memo is not None and memo[0] == stamp:
+        return memo[1]
+    managed = list(Team.objects.filter(manager=user).values_list("id", flat=True))
+    team_ids = subtree_ids(managed) if managed else set()
+    user_ids = set(User.objects.filter(team_id__in=team_ids).values_list("id", flat=True))
+    user_ids.add(user.pk)
+    scope = Scope(everything=False, team_ids=frozenset(team_ids), user_ids=frozenset(user_ids))
+    setattr(user, _MEMO_ATTR, (stamp, scope))
+    return scope
 
 
 def filter_by_owner(queryset: QuerySet, scope: Scope, owner_field: str = "owner") -> QuerySet:

@@ -23,16 +23,16 @@ EXPECTED = {
         ("attainment", "cso"): 26,
         ("team", "cso"): 23,
         ("customers", "cso"): 26,
-        ("overview", "manager_east"): 41,
-        ("pipeline", "manager_east"): 48,
-        ("attainment", "manager_east"): 42,
-        ("team", "manager_east"): 40,
-        ("customers", "manager_east"): 24,
+        ("overview", "manager_east"): 29,
+        ("pipeline", "manager_east"): 30,
+        ("attainment", "manager_east"): 27,
+        ("team", "manager_east"): 25,
+        ("customers", "manager_east"): 15,
     },
 }
 
 
-HIT_QUERIES = {"sqlite": {"cso": 8, "manager_east": 24}}
+HIT_QUERIES = {"sqlite": {"cso": 8, "manager_east": 15}}
 
 
 @pytest.mark.django_db

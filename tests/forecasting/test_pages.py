@@ -162,9 +162,9 @@ class TestPage:
         services.forecasts_recompute()
         client.force_login(book.manager_east)
         client.get(INDEX)  # warm the session
-        # A manager's visibility costs three queries each time the policy is asked (the
-        # filter bar, each KPI, the deal list ask it again): 62, still none per row.
-        with django_assert_num_queries(64):
+        # A manager's scope is resolved once per request (the policy keeps it on the user
+        # object); the count is fixed, none per row.
+        with django_assert_num_queries(43):
             assert client.get(INDEX).status_code == 200
 
 
