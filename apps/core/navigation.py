@@ -4,9 +4,12 @@ An entry with ``visible_to`` is shown only to users the visibility policy lets u
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from django.urls import get_script_prefix, reverse
 
 from apps.org import policy
 
@@ -17,6 +20,17 @@ class NavItem:
     url_name: str | None
     section: str
     visible_to: Callable[[Any], bool] | None = None
+
+    @property
+    def url(self) -> str | None:
+        return _url(self.url_name, get_script_prefix()) if self.url_name else None
+
+
+@functools.lru_cache(maxsize=64)
+def _url(url_name: str, prefix: str) -> str:
+    """An entry's URL, reversed once per process and script prefix: the menu is on every
+    page and its URLs take no arguments, so reversing them per request is wasted work."""
+    return reverse(url_name)
 
 
 NAV_ITEMS: tuple[NavItem, ...] = (
