@@ -399,16 +399,20 @@ def forecasts_recompute_owners(
 
 
 def forecast_deal_changed(*, opportunity_id: int) -> bool:
-    """Queue a recompute of the forecasts a deal change can move: every owner the deal
-    ever had (a reassigned deal leaves one scope and enters another). The task waits a
-    few seconds so the KPI rollup update queued by the same change runs first. Returns
-    True when a task was scheduled."""
+    """:func:`forecast_deals_changed` for one deal."""
+    return forecast_deals_changed(opportunity_ids=[opportunity_id])
+
+
+def forecast_deals_changed(*, opportunity_ids: Iterable[int]) -> bool:
+    """Queue one recompute of the forecasts changes to these deals can move: every owner
+    the deals ever had (a reassigned deal leaves one scope and enters another). The task
+    waits a few seconds so the KPI rollup update queued by the same change runs first.
+    Returns True when a task was scheduled."""
+    ids = list(opportunity_ids)
     owners = set(
-        OpportunityHistory.objects.filter(opportunity_id=opportunity_id).values_list(
-            "owner_id", flat=True
-        )
+        OpportunityHistory.objects.filter(opportunity_id__in=ids).values_list("owner_id", flat=True)
     )
-    owners |= set(Opportunity.objects.filter(pk=opportunity_id).values_list("owner_id", flat=True))
+    owners |= set(Opportunity.objects.filter(pk__in=ids).values_list("owner_id", flat=True))
     if not owners or settings.CELERY_TASK_ALWAYS_EAGER:
         # Without a worker (the embedded default) a recompute would run inside the request
         # that saved the deal, for seconds; the stored forecasts are refreshed by
