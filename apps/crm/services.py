@@ -209,17 +209,24 @@ def opportunity_update(
 
 
 def _queue_updates(opportunity_id: int, *, fields: list[str] | None = None) -> None:
-    """After commit: the KPI rollups, then the stored forecasts of the deal's owners."""
+    """After commit: the KPI rollups, then the stored forecasts of the deal's owners.
+
+    ``robust``: the change is committed by then, so a failure to queue the follow-up work
+    is logged rather than answered as an error (the caller would read "nothing was
+    changed"); the nightly rebuild and recompute settle what it missed."""
     from apps.forecasting.services import forecast_deal_changed
     from apps.kpis.services import rollups_deal_changed
 
     if fields is None:
-        transaction.on_commit(lambda: rollups_deal_changed(opportunity_id=opportunity_id))
+        transaction.on_commit(
+            lambda: rollups_deal_changed(opportunity_id=opportunity_id), robust=True
+        )
     else:
         transaction.on_commit(
-            lambda: rollups_deal_changed(opportunity_id=opportunity_id, fields=fields)
+            lambda: rollups_deal_changed(opportunity_id=opportunity_id, fields=fields),
+            robust=True,
         )
-    transaction.on_commit(lambda: forecast_deal_changed(opportunity_id=opportunity_id))
+    transaction.on_commit(lambda: forecast_deal_changed(opportunity_id=opportunity_id), robust=True)
 
 
 # --- Bulk upsert ---------------------------------------------------------------------------
@@ -635,8 +642,11 @@ def _queue_batch_updates(fields_by_deal: Mapping[int, list[str] | None]) -> None
     stage_ids = [
         pk for pk, fields in fields_by_deal.items() if fields is None or movers & set(fields)
     ]
-    transaction.on_commit(lambda: rollups_deals_changed(opportunity_ids=ids, stage_ids=stage_ids))
-    transaction.on_commit(lambda: forecast_deals_changed(opportunity_ids=ids))
+    # robust: see _queue_updates
+    transaction.on_commit(
+        lambda: rollups_deals_changed(opportunity_ids=ids, stage_ids=stage_ids), robust=True
+    )
+    transaction.on_commit(lambda: forecast_deals_changed(opportunity_ids=ids), robust=True)
 
 
 # --- Reference records -------------------------------------------------------------------

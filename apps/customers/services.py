@@ -37,7 +37,9 @@ def _queue_rollups(keys: list[_RollupKey]) -> None:
                 rollups_nps_changed(responded_on=values[0])
 
     if keys:
-        transaction.on_commit(queue)
+        # robust: the record is committed by then; a failure to queue its rollup update is
+        # logged (the nightly rebuild settles it), never answered as an error.
+        transaction.on_commit(queue, robust=True)
 
 
 @transaction.atomic

@@ -403,7 +403,9 @@ class DispatchResult:
 def _enqueue(delivery_id: int) -> None:
     from apps.digests.tasks import delivery_send_task
 
-    transaction.on_commit(lambda: delivery_send_task.delay(delivery_id))
+    # robust: the delivery row is committed; if the broker is away the dispatcher's
+    # recovery queues it again.
+    transaction.on_commit(lambda: delivery_send_task.delay(delivery_id), robust=True)
 
 
 def _alerts_check(now: datetime, result: DispatchResult) -> None:

@@ -448,7 +448,9 @@ def import_job_commit(*, job: ImportJob, user: Any) -> ImportJob:
         if not claimed:
             raise ApplicationError("This import has already been started.")
         if job.row_count > task_row_threshold():
-            transaction.on_commit(lambda: _enqueue(job.pk))
+            # robust: the job is committed as queued; if the broker is away the recovery
+            # sweep queues it again, so the request does not fail.
+            transaction.on_commit(lambda: _enqueue(job.pk), robust=True)
             job.refresh_from_db()
             return job
     import_job_run(job_id=job.pk)

@@ -410,7 +410,8 @@ def _flat_plan(
         kind.model.objects.bulk_create(objects, batch_size=500)
         if kind.rollup is not None:
             touched = [*creates, *(p for _, _, pair in updates for p in pair)]
-            transaction.on_commit(lambda: kind.rollup(touched))
+            # robust: the import is committed by then (see apps.crm.services._queue_updates)
+            transaction.on_commit(lambda: kind.rollup(touched), robust=True)
 
     plan.write = write
     return plan
@@ -1109,7 +1110,7 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
         else:
             _write_opps_bulk(changes, ctx)
         if path != "services" and changes:
-            transaction.on_commit(lambda: _rollup_deals(**rollup_args))
+            transaction.on_commit(lambda: _rollup_deals(**rollup_args), robust=True)
 
     plan.write = write
     return plan

@@ -7,6 +7,7 @@ one may not see is a 403; an unknown KPI a 404.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -59,13 +60,18 @@ def _choice_param(params: Any, name: str, choices: list[str]) -> str | None:
     return raw
 
 
+#: An id as typed: ASCII digits that fit a 64-bit key ("²" passes str.isdigit() but not
+#: int(), and a longer number overflows the column); anything else is a code to look up.
+_PLAIN_ID = re.compile(r"[0-9]{1,18}")
+
+
 def _region(params: Any) -> int | None:
     raw = params.get("region")
     if raw in (None, ""):
         return None
     query = (
         Region.objects.filter(pk=int(raw))
-        if raw.isdigit()
+        if _PLAIN_ID.fullmatch(raw)
         else Region.objects.filter(code__iexact=raw)
     )
     found = query.values_list("pk", flat=True).first()
@@ -80,7 +86,7 @@ def _product(params: Any) -> int | None:
         return None
     query = (
         Product.objects.filter(pk=int(raw))
-        if raw.isdigit()
+        if _PLAIN_ID.fullmatch(raw)
         else Product.objects.filter(external_id=raw)
     )
     found = query.values_list("pk", flat=True).first()

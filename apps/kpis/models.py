@@ -482,10 +482,11 @@ class DirtyMonth(models.Model):
     month = models.DateField()
     marked_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["area", "month"], name="uniq_kpi_dirty_month")
-        ]
+    # No unique key on purpose: a commit that queues a month while an update or the
+    # nightly rebuild is dequeuing the same month must not wait for that long transaction
+    # (a unique insert would, and the request that saved the change would time out after
+    # its data was committed). The update reads the rows as a set and deletes only those
+    # it read, so a duplicate costs nothing and a later one waits for the next update.
 
     def __str__(self) -> str:
         return f"{self.area} {self.month:%Y-%m}"
@@ -506,8 +507,7 @@ class DirtyDeal(models.Model):
     )
     marked_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["area", "deal"], name="uniq_kpi_dirty_deal")]
+    # No unique key, for the reason given on DirtyMonth.
 
     def __str__(self) -> str:
         return f"{self.area} deal {self.deal_id}"

@@ -1331,10 +1331,17 @@ def _rates_need_refresh(areas: dict[str, Sequence[date] | None]) -> bool:
 # --- Public services ---------------------------------------------------------------------
 
 
-def rollups_rebuild(*, progress: Progress | None = None) -> RollupResult:
+def rollups_rebuild(
+    *,
+    progress: Progress | None = None,
+    task_id: str | None = None,
+    time_limit_s: int | None = None,
+) -> RollupResult:
     """Rebuild every rollup from the domain tables in one transaction; records a JobRun
-    (kind ``rollups_full``). Waits for any other rebuild or update to finish first."""
-    with job_run_record(kind="rollups_full") as run:
+    (kind ``rollups_full``; a worker passes its task id and time limit so the runs a lost
+    worker left "running" are closed first). Waits for any other rebuild or update to
+    finish first."""
+    with job_run_record(kind="rollups_full", task_id=task_id, time_limit_s=time_limit_s) as run:
         with transaction.atomic():
             _lock()
             # What is queued now is settled by this rebuild. Deleting it first means a month
@@ -1358,12 +1365,14 @@ def rollups_rebuild(*, progress: Progress | None = None) -> RollupResult:
     return result
 
 
-def rollups_update() -> RollupResult:
+def rollups_update(*, task_id: str | None = None, time_limit_s: int | None = None) -> RollupResult:
     """Recompute what was queued since the last run, in one transaction: whole months
     (quotas, subscriptions, NPS, bulk imports) and the (month, owner) cells of changed
     deals. Records a JobRun (kind ``rollups_incremental``). Idempotent: with nothing queued
     it writes nothing; what is queued while it runs stays queued for the next run."""
-    with job_run_record(kind="rollups_incremental") as run:
+    with job_run_record(
+        kind="rollups_incremental", task_id=task_id, time_limit_s=time_limit_s
+    ) as run:
         with transaction.atomic():
             asked = time_module.perf_counter()
             _lock()
@@ -1431,9 +1440,9 @@ def rollups_mark_dirty(*, area: str, months: Iterable[date]) -> int:
 
 def _queue(area: str, months: Iterable[date]) -> int:
     unique = sorted({month_start(m) for m in months})
-    DirtyMonth.objects.bulk_create(
-        [DirtyMonth(area=area, month=m) for m in unique], ignore_conflicts=True
-    )
+    # A plain insert: it never waits for an update or rebuild that is dequeuing (see
+    # DirtyMonth); duplicates are read as one.
+    DirtyMonth.objects.bulk_create([DirtyMonth(area=area, month=m) for m in unique])
     return len(unique)
 
 
@@ -1489,7 +1498,7 @@ def rollups_deals_changed(*, opportunity_ids: Iterable[int], stage_ids: Iterable
     rows += [DirtyDeal(area=DirtyMonth.Area.STAGES, deal_id=pk) for pk in stages]
     if not rows:
         return 0
-    DirtyDeal.objects.bulk_create(rows, ignore_conflicts=True, batch_size=5000)
+    DirtyDeal.objects.bulk_create(rows, batch_size=5000)  # plain insert, see DirtyMonth
     rollups_update_enqueue()
     return len(set(ids) | set(stages))
 

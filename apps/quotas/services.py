@@ -200,7 +200,9 @@ def quota_set(
             )
     from apps.kpis.services import rollups_quota_changed
 
-    transaction.on_commit(lambda: rollups_quota_changed(month=period.start_date))
+    # robust: the quota is committed by then; a failure to queue its rollup update is
+    # logged (the nightly rebuild settles it), never answered as "nothing was changed".
+    transaction.on_commit(lambda: rollups_quota_changed(month=period.start_date), robust=True)
     return quota
 
 

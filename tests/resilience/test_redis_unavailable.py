@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from apps.core import cache as resilient
 from apps.crm.models import Opportunity, OpportunityHistory
-from apps.kpis.models import DirtyMonth
+from apps.kpis.models import DirtyDeal
 from cso_dashboard.celery import app as celery_app
 from tests.api.helpers import client_for
 from tests.factories import ExecutiveFactory, OpportunityFactory
@@ -93,7 +93,7 @@ def test_healthz_says_503_and_why(redis_down, client):
 def test_a_deal_edit_saves_and_its_kpi_update_waits_for_the_nightly_rebuild(redis_down):
     boss = ExecutiveFactory()
     deal = OpportunityFactory(amount=Decimal("100.00"))
-    DirtyMonth.objects.all().delete()
+    DirtyDeal.objects.all().delete()
 
     response = client_for(boss).patch(
         f"/api/v1/opportunities/{deal.pk}/", {"amount": "250.00"}, format="json"
@@ -102,8 +102,8 @@ def test_a_deal_edit_saves_and_its_kpi_update_waits_for_the_nightly_rebuild(redi
     assert response.status_code == 200, response.content
     assert Opportunity.objects.get(pk=deal.pk).amount == Decimal("250.00")
     assert OpportunityHistory.objects.filter(opportunity=deal).count() == 2
-    # the months to update stay queued in Postgres for the next update or the nightly run
-    assert DirtyMonth.objects.exists()
+    # the deal to update stays queued in Postgres for the next update or the nightly run
+    assert DirtyDeal.objects.filter(deal_id=deal.pk).exists()
 
 
 def test_the_fixture_leaves_celery_as_it_found_it(settings):

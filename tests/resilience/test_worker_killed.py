@@ -99,3 +99,9 @@ def test_a_worker_killed_mid_rebuild_keeps_old_numbers_and_the_task_runs_again(
         seconds=90,
     )
     assert bookings() == D("1500.00")
+    # and the killed run does not stay "running": the redelivered task (same id) closed it
+    killed = JobRun.objects.get(kind="rollups_full", status=JobRun.Status.FAILED)
+    assert killed.error.startswith("Interrupted"), killed.error
+    done = JobRun.objects.filter(kind="rollups_full", status=JobRun.Status.SUCCEEDED).latest("id")
+    assert killed.detail["task_id"] == done.detail["task_id"]
+    assert runs(JobRun.Status.RUNNING) == 0
