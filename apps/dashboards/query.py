@@ -60,9 +60,12 @@ def _int(params: QueryDict, name: str) -> int | None:
     if not raw:
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ApplicationError(f"{name} must be a numeric id, got {raw!r}.") from None
+    if not 0 < value < 2**63:  # ids are positive 64-bit keys; SQLite cannot even bind more
+        raise ApplicationError(f"{name} must be a numeric id, got {raw!r}.")
+    return value
 
 
 def _choice(params: QueryDict, name: str, choices: list[str]) -> str | None:

@@ -762,29 +762,10 @@ def test_an_id_in_a_body_outside_the_scope_answers_like_a_missing_one(world, cas
 MALFORMED = ("abc", "\u00b2", "9" * 30, "-1", "1.5")
 
 
-#: Known to fail, in code this suite's owner does not maintain; strict, so a fix shows up.
-MALFORMED_KNOWN = {
-    f"kpis:kpi-detail ?{param}=": (
-        "apps/kpis/api.py _region/_product: '\u00b2'.isdigit() is True but int() refuses it "
-        "(500); test re.fullmatch(r'[0-9]+', raw) instead"
-    )
-    for param in ("region", "product")
-}
-
-
 def _malformed_cases() -> list:
     cases = [(f"{name} ?{param}=", name) for name, params in QUERY_IDS.items() for param in params]
     cases += [(case, case) for case in BODY_IDS]
-    return [
-        pytest.param(
-            case,
-            name,
-            marks=[pytest.mark.xfail(strict=True, reason=MALFORMED_KNOWN[case])]
-            if case in MALFORMED_KNOWN
-            else [],
-        )
-        for case, name in cases
-    ]
+    return [pytest.param(case, name) for case, name in cases]
 
 
 @pytest.mark.parametrize(("case", "route_name"), _malformed_cases())
