@@ -33,7 +33,12 @@ from apps.crm.models import (
     Product,
     Stage,
 )
-from apps.crm.services import TRACKED_FIELDS, opportunity_create, opportunity_update
+from apps.crm.services import (
+    TRACKED_FIELDS,
+    UPSERT_ATTRS,
+    opportunity_create,
+    opportunity_update,
+)
 from apps.customers.models import NpsResponse, Subscription
 from apps.imports.mapping import ImportMapping
 from apps.imports.validation import CellError, NewRef, RowError
@@ -927,21 +932,8 @@ def plan_people(records: list[dict[str, Any]], ctx: Context) -> Plan:
 
 
 # --- opportunities ------------------------------------------------------------------------
-OPP_ATTRS = {
-    "name": "name",
-    "account": "account_id",
-    "owner": "owner_id",
-    "product": "product_id",
-    "amount": "amount",
-    "currency": "currency",
-    "stage": "stage_id",
-    "forecast_category": "forecast_category",
-    "deal_type": "deal_type",
-    "source": "source",
-    "created_date": "created_date",
-    "close_date": "close_date",
-    "lost_reason": "lost_reason",
-}
+#: Row field -> deal attribute: the same map the API's bulk upsert uses.
+OPP_ATTRS = UPSERT_ATTRS
 OPP_TEXT = ("source", "lost_reason")
 TRACKED_ATTRS = tuple(f"{f}_id" if f in ("stage", "owner") else f for f in TRACKED_FIELDS)
 COPY_COLUMNS = ("external_id", *OPP_ATTRS.values(), "is_new", "changed_fields")
