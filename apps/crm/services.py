@@ -76,7 +76,7 @@ def _category_for_outcome(outcome: str, requested: str | None) -> str:
         return ForecastCategory.CLOSED
     if outcome == Stage.Outcome.LOST:
         return ForecastCategory.OMITTED
-    if requested in (ForecastCategory.CLOSED, None):
+    if requested is None or requested == ForecastCategory.CLOSED:
         return ForecastCategory.PIPELINE
     return requested
 
@@ -406,7 +406,9 @@ def opportunities_upsert(
     for error in read.errors:
         if not (error.message.startswith("missing column") and error.field in spec):
             problems.add(error.line, error.field, error.message)
-    records, first_index = [], {}
+    records: list[dict[str, Any]] = []
+    # External id (a text field) -> index of the item that first used it.
+    first_index: dict[str, int] = {}
     for record in read.records:
         index, key = record["_line"], record["external_id"]
         if key in first_index:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -66,7 +67,7 @@ from apps.org.policy import filter_by_owner, scope_for
 
 CENT = Decimal("0.01")
 HISTORY_BATCH = 20_000
-MONEY = DecimalField(max_digits=18, decimal_places=2)
+MONEY: DecimalField[Decimal, Decimal] = DecimalField(max_digits=18, decimal_places=2)
 
 
 @dataclass(frozen=True)
@@ -404,7 +405,13 @@ def data_version() -> str:
         .values_list("id", "finished_at")
         .first()
     )
-    return "none" if found is None else f"{found[0]}@{found[1].isoformat()}"
+    if found is None:
+        return "none"
+    run_id, finished_at = found
+    # Unreachable (the filter excludes unfinished runs); the column itself is nullable.
+    if finished_at is None:
+        return "none"
+    return f"{run_id}@{finished_at.isoformat()}"
 
 
 #: How long a computed waterfall is kept at most (a new rollup run replaces it sooner).
@@ -532,7 +539,7 @@ def pipeline_moves(
             "date; the KPI rollups need a rebuild after rates are added."
         )
     then_ids = [row[5] for row in current if row[5] is not None]
-    then: dict[int, tuple] = {}
+    then: dict[int, list[Any]] = {}
     # The history rows as they stood at ``since``, by primary key (in batches, so the
     # parameter list stays within every backend's limit: one query below 20,000 deals).
     for chunk in range(0, max(len(then_ids), 1), HISTORY_BATCH):
@@ -650,10 +657,10 @@ def rep_attainment(*, user: User, period: KpiPeriod, scope: KpiScope) -> list[Re
     rows (None without any), as the KPI engine's rep scope; attainment is
     :func:`apps.kpis.calc.attainment`. Sorted best first, reps without quota last."""
     visible = scope_for(user)
-    reps = User.objects.filter(role="rep", is_active=True).select_related("team")
+    candidates = User.objects.filter(role="rep", is_active=True).select_related("team")
     if scope.owner_ids is not None:
-        reps = reps.filter(pk__in=scope.owner_ids)
-    reps = [r for r in reps if visible.sees_user(r.pk)]
+        candidates = candidates.filter(pk__in=scope.owner_ids)
+    reps = [r for r in candidates if visible.sees_user(r.pk)]
     ids = [r.pk for r in reps]
     won = (
         ClosedDealRollup.objects.filter(
@@ -721,6 +728,17 @@ def attainment_bands(rows: list[RepAttainment]) -> list[tuple[str, int]]:
 # --- Rep scorecards (rollups) -----------------------------------------------------------
 
 
+@dataclass
+class _RepTally:
+    """A rep's closed deals of the scorecard period: counts, won amount (base currency)
+    and the summed sales-cycle days of the won deals."""
+
+    won: int = 0
+    lost: int = 0
+    amount: Decimal = Decimal("0.00")
+    days: int = 0
+
+
 @dataclass(frozen=True)
 class RepScorecard:
     rep_id: int
@@ -751,10 +769,10 @@ def rep_scorecards(
     attainment is None when any deal filter is set), and the bookings trend against
     ``compare``. Every ratio comes from :mod:`apps.kpis.calc`. Sorted by bookings."""
     visible = scope_for(user)
-    reps = User.objects.filter(role="rep", is_active=True).select_related("team")
+    candidates = User.objects.filter(role="rep", is_active=True).select_related("team")
     if scope.owner_ids is not None:
-        reps = reps.filter(pk__in=scope.owner_ids)
-    reps = [r for r in reps if visible.sees_user(r.pk)]
+        candidates = candidates.filter(pk__in=scope.owner_ids)
+    reps = [r for r in candidates if visible.sees_user(r.pk)]
     ids = [r.pk for r in reps]
     first, last = min(period.start, compare.start), max(period.end, compare.end)
     closed = (
@@ -764,9 +782,7 @@ def rep_scorecards(
         .values("owner_id", "outcome", "month")
         .annotate(n=Sum("deals"), amount=Sum("amount"), days=Sum("cycle_days"))
     )
-    now: dict[int, dict[str, Decimal | int]] = defaultdict(
-        lambda: {"won": 0, "lost": 0, "amount": Decimal("0.00"), "days": 0}
-    )
+    now: dict[int, _RepTally] = defaultdict(_RepTally)
     before: dict[int, Decimal] = defaultdict(lambda: Decimal("0.00"))
     for row in closed:
         in_period = period.start <= row["month"] <= period.end
@@ -775,11 +791,11 @@ def rep_scorecards(
         if in_period:
             card = now[row["owner_id"]]
             if won:
-                card["won"] += row["n"]
-                card["amount"] += _money(row["amount"])
-                card["days"] += int(row["days"] or 0)
+                card.won += row["n"]
+                card.amount += _money(row["amount"])
+                card.days += int(row["days"] or 0)
             else:
-                card["lost"] += row["n"]
+                card.lost += row["n"]
         if in_compare and won:
             before[row["owner_id"]] += _money(row["amount"])
     pipeline = (
@@ -812,14 +828,14 @@ def rep_scorecards(
                 rep_id=rep.pk,
                 name=rep.get_full_name() or rep.username,
                 team=rep.team.name if rep.team else "",
-                bookings=c["amount"],
+                bookings=c.amount,
                 previous_bookings=before[rep.pk],
-                trend=calc.growth(c["amount"], before[rep.pk]),
+                trend=calc.growth(c.amount, before[rep.pk]),
                 quota=quota,
-                attainment=calc.attainment(c["amount"], quota),
-                win_rate=calc.win_rate(c["won"], c["lost"]),
-                cycle_days=calc.mean(c["days"], c["won"]),
-                deal_size=calc.average_deal_size(c["amount"], c["won"]),
+                attainment=calc.attainment(c.amount, quota),
+                win_rate=calc.win_rate(c.won, c.lost),
+                cycle_days=calc.mean(c.days, c.won),
+                deal_size=calc.average_deal_size(c.amount, c.won),
                 pipeline=open_amount.get(rep.pk, Decimal("0.00")),
             )
         )

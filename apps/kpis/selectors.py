@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -488,9 +488,10 @@ def _report_cursor() -> Iterator[Any]:
         yield cursor
 
 
-def _deal_sql(scope: KpiScope, filters: KpiFilters) -> tuple[str, list[object]]:
+def _deal_sql(scope: KpiScope, filters: KpiFilters) -> tuple[str, list[Any]]:
     """Scope and filters as SQL over ``o`` (opportunity) and ``a`` (account)."""
-    where, params = "", []
+    where = ""
+    params: list[Any] = []
     if scope.owner_ids is not None:
         owners = sorted(scope.owner_ids) or [0]
         where += f" AND o.owner_id IN ({', '.join(['%s'] * len(owners))})"
@@ -545,7 +546,7 @@ def _slipped_from_moves(
     moves = quote(CloseDateMove._meta.db_table)
     adapt = connection.ops.adapt_datetimefield_value
     values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(periods))
-    period_params: list[object] = []
+    period_params: list[Any] = []
     for index, p in enumerate(periods):
         period_params += [
             index,
@@ -637,7 +638,8 @@ def _retention(filters: KpiFilters, periods: list[KpiPeriod]) -> dict[str, _Rete
         quote(RetentionRollup._meta.db_table),
         quote(MrrMonthRollup._meta.db_table),
     )
-    where, params = "", []
+    where = ""
+    params: list[Any] = []
     if filters.region is not None:
         where += " AND region_id = %s"
         params.append(filters.region)
@@ -648,7 +650,7 @@ def _retention(filters: KpiFilters, periods: list[KpiPeriod]) -> dict[str, _Rete
     spans = sorted({len(p.months) for p in fast})
     closings = sorted({p.next_start for p in fast})
 
-    def marks(items: list[object]) -> str:
+    def marks(items: Sequence[object]) -> str:
         return ", ".join(["%s"] * len(items))
 
     sql = f"""
@@ -696,8 +698,9 @@ def _retention_from_accounts(
     the closing month start (index on month, account)."""
     table = connection.ops.quote_name(AccountMrrRollup._meta.db_table)
 
-    def account_filter(alias: str) -> tuple[str, list[object]]:
-        where, params = "", []
+    def account_filter(alias: str) -> tuple[str, list[Any]]:
+        where = ""
+        params: list[Any] = []
         if filters.region is not None:
             where += f" AND {alias}.region_id = %s"
             params.append(filters.region)
@@ -709,7 +712,7 @@ def _retention_from_accounts(
     where_a, params_a = account_filter("a")
     where_m, params_m = account_filter("m")
     values = ", ".join(["(%s, %s, %s)"] * len(periods))
-    period_params: list[object] = []
+    period_params: list[Any] = []
     for index, p in enumerate(periods):
         period_params += [index, p.start, p.next_start]
     cast = "k, CAST(o AS date), CAST(c AS date)" if connection.vendor == "postgresql" else "k, o, c"

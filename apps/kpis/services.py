@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import logging
 import time as time_module
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -143,7 +144,7 @@ def _month_of_date(expr: str) -> str:
     return f"date({expr}, 'start of month')"
 
 
-def _month_of_datetime(expr: str) -> tuple[str, list[object]]:
+def _month_of_datetime(expr: str) -> tuple[str, list[Any]]:
     """Month (first day) of a timestamp, in TIME_ZONE."""
     if _is_postgres():
         return f"CAST(date_trunc('month', {expr} AT TIME ZONE %s) AS date)", [settings.TIME_ZONE]
@@ -170,7 +171,7 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _date_ranges_sql(column: str, months: Sequence[date] | None) -> tuple[str, list[object]]:
+def _date_ranges_sql(column: str, months: Sequence[date] | None) -> tuple[str, list[Any]]:
     """``AND (column in month 1 OR ...)`` as sargable range conditions; empty for all."""
     if months is None:
         return "", []
@@ -181,7 +182,7 @@ def _date_ranges_sql(column: str, months: Sequence[date] | None) -> tuple[str, l
     return " AND (" + " OR ".join(parts) + ")", params
 
 
-def _datetime_ranges_sql(column: str, months: Sequence[date] | None) -> tuple[str, list[object]]:
+def _datetime_ranges_sql(column: str, months: Sequence[date] | None) -> tuple[str, list[Any]]:
     if months is None:
         return "", []
     parts, params = [], []
@@ -199,14 +200,14 @@ def _delete(model, months: Sequence[date] | None, owner: int | None = None) -> N
     rows.delete()
 
 
-def _owner_sql(column: str, owner: int | None) -> tuple[str, list[object]]:
+def _owner_sql(column: str, owner: int | None) -> tuple[str, list[Any]]:
     """``AND column = owner``: a builder restricted to one owner's cells; empty for all."""
     if owner is None:
         return "", []
     return f" AND {column} = %s", [owner]
 
 
-def _execute(sql: str, params: Sequence[object]) -> int:
+def _execute(sql: str, params: Sequence[Any]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, list(params))
         return max(cursor.rowcount, 0)
@@ -299,7 +300,7 @@ def daily_rates_build() -> int:
     return written + len(rows)
 
 
-def _first_missing_rate(sql: str, params: Sequence[object]) -> tuple[str, date] | None:
+def _first_missing_rate(sql: str, params: Sequence[Any]) -> tuple[str, date] | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, list(params))
         row = cursor.fetchone()
@@ -314,7 +315,7 @@ def _check_rates(deal_months: Sequence[date] | None, mrr_months: Sequence[date] 
     base = settings.BASE_CURRENCY
     rates = _table(DailyRate)
     deal_filter, deal_params = _date_ranges_sql("o.close_date", deal_months)
-    checks: list[tuple[str, str, list[object]]] = []
+    checks: list[tuple[str, str, list[Any]]] = []
     if deal_months is None or deal_months:
         checks.append(
             (
@@ -371,7 +372,8 @@ def _build_closed(months: Sequence[date] | None, owner: int | None = None) -> in
     by_owner, owner_params = _owner_sql("o.owner_id", owner)
     where, params = where + by_owner, params + owner_params
     # Only the accounts with a deal in the cells matter for their first win.
-    touched, touched_params = "", []
+    touched = ""
+    touched_params: list[Any] = []
     if months is not None or owner is not None:
         in_months, touched_params = _date_ranges_sql("o3.close_date", months)
         of_owner, of_owner_params = _owner_sql("o3.owner_id", owner)
@@ -469,7 +471,7 @@ def _build_stage_entries(
     case = " ".join(f"WHEN {int(sid)} THEN {int(level)}" for sid, level in levels.items())
     values = ", ".join(f"({level})" for level in range(1, n_open + 1))
     entry_month, month_params = _month_of_datetime("st.at")
-    params: list[object] = []
+    params: list[Any] = []
     subset = ""
     final_filter = ""
     if months is not None or owner is not None:
@@ -532,7 +534,7 @@ def _build_stage_entries(
     return _execute(sql, [*params, *month_params, *final_params_list])
 
 
-def _deal_subset_sql(months: Sequence[date] | None, column: str) -> tuple[str, list[object]]:
+def _deal_subset_sql(months: Sequence[date] | None, column: str) -> tuple[str, list[Any]]:
     """``AND column IN (deals with a history row in the months)``; empty for all."""
     if months is None:
         return "", []
@@ -544,7 +546,7 @@ def _deal_subset_sql(months: Sequence[date] | None, column: str) -> tuple[str, l
     )
 
 
-def _ids_sql(column: str, ids: Sequence[int]) -> tuple[str, list[object]]:
+def _ids_sql(column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
     """``AND column IN (ids)``; never matches for no ids. One array parameter on Postgres
     (a plan that does not depend on how many there are)."""
     if not ids:
@@ -661,7 +663,7 @@ def _build_slipped(
     hist, opp = _table(OpportunityHistory), _table(Opportunity)
     adapt = connection.ops.adapt_datetimefield_value
     values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(windows))
-    params: list[object] = []
+    params: list[Any] = []
     params_windows: list[tuple[datetime, datetime]] = []
     for first, span in windows:
         start, after = (
@@ -760,7 +762,7 @@ def _rebuild_slipped(windows: Sequence[Window] | None, owner: int | None = None)
 # --- Deal footprints -----------------------------------------------------------------------
 
 
-def _rebuild_footprints(subset: str, params: Sequence[object]) -> int:
+def _rebuild_footprints(subset: str, params: Sequence[Any]) -> int:
     """Rewrite the footprints of the deals matching ``subset`` (SQL over ``deal_id``/``o.id``
     with a ``{col}`` placeholder; empty: every deal) from their current row and history."""
     _execute(
@@ -818,7 +820,7 @@ def _mrr_months() -> list[date]:
     return months
 
 
-def _months_cte(months: Sequence[date] | None) -> tuple[str, list[object]]:
+def _months_cte(months: Sequence[date] | None) -> tuple[str, list[Any]]:
     chosen = list(months) if months is not None else _mrr_months()
     if not chosen:
         # A CTE that yields no row, so callers need no special case.
@@ -827,7 +829,7 @@ def _months_cte(months: Sequence[date] | None) -> tuple[str, list[object]]:
             date(2000, 2, 1),
         ]
     rows = ", ".join(["(%s, %s)"] * len(chosen))
-    params: list[object] = []
+    params: list[Any] = []
     for month in chosen:
         params += [month, add_months(month, 1)]
     cast = (
@@ -909,7 +911,7 @@ def _build_retention(openings: Sequence[date] | None) -> int:
     if not chosen:
         return 0
     values = ", ".join(["(%s, %s, %s)"] * (len(chosen) * len(RETENTION_SPANS)))
-    params: list[object] = []
+    params: list[Any] = []
     for month in chosen:
         for span in RETENTION_SPANS:
             params += [month, add_months(month, span), span]
@@ -1046,7 +1048,7 @@ def _written(model, months: Sequence[date] | None, builder, owner: int | None = 
 
 
 def _rebuild_areas(
-    areas: dict[str, Sequence[date] | None], progress: Progress | None
+    areas: Mapping[str, Sequence[date] | None], progress: Progress | None
 ) -> RollupResult:
     """Rebuild the given areas (deals/quotas/subscriptions/nps -> months or None for all)
     inside the caller's transaction."""
@@ -1085,7 +1087,8 @@ def _rebuild_areas(
         result.rows["deal_footprints"] = _rebuild_footprints(
             *_footprint_subset(areas.get("deals", []), areas.get("stages", []))
         )
-    for area, label, model, builder in (
+    # A name of its own: these builders take months only, unlike _DEAL_BUILDERS' (owner too).
+    for area, label, model, month_builder in (
         ("quotas", "quotas", QuotaRollup, _build_quotas),
         ("subscriptions", "account_mrr", AccountMrrRollup, _build_mrr),
         ("nps", "nps", NpsRollup, _build_nps),
@@ -1093,7 +1096,7 @@ def _rebuild_areas(
         if area in areas:
             say(label)
             _delete(model, areas[area])
-            result.rows[label] = _written(model, areas[area], builder)
+            result.rows[label] = _written(model, areas[area], month_builder)
             if area == "subscriptions":
                 say("customer summaries")
                 _build_customer_summaries(areas[area], result)
@@ -1102,7 +1105,7 @@ def _rebuild_areas(
 
 def _footprint_subset(
     deal_months: Sequence[date] | None, stage_months: Sequence[date] | None
-) -> tuple[str, list[object]]:
+) -> tuple[str, list[Any]]:
     """The deals whose footprint a whole-month rebuild renews: those closing in the deal
     months and those with history in the stage months (``{col}`` is the deal id column)."""
     if deal_months is None or stage_months is None:
@@ -1144,20 +1147,25 @@ class DealCells:
         """Forget the cells of months a whole-month rebuild of this run already covers."""
         whole_deals, whole_stages = set(deal_months), set(stage_months)
         whole_windows = set(slip_windows(whole_stages))
-        for cells, whole in (
-            (self.deals, whole_deals),
-            (self.stages, whole_stages),
-            (self.slipped, whole_windows),
-        ):
-            for owner in list(cells):
-                cells[owner] -= whole
-                if not cells[owner]:
-                    del cells[owner]
+        _drop_cells(self.deals, whole_deals)
+        _drop_cells(self.stages, whole_stages)
+        _drop_cells(self.slipped, whole_windows)
 
     def count(self) -> int:
         return sum(
             len(v) for kind in (self.deals, self.stages, self.slipped) for v in kind.values()
         )
+
+
+_Cell = TypeVar("_Cell")
+
+
+def _drop_cells(cells: dict[int, set[_Cell]], whole: set[_Cell]) -> None:
+    """Remove ``whole`` from every owner's cells, forgetting owners left with none."""
+    for owner in list(cells):
+        cells[owner] -= whole
+        if not cells[owner]:
+            del cells[owner]
 
 
 def _months_between(first: date, last: date) -> list[date]:
@@ -1305,7 +1313,7 @@ def _update_cells(cells: DealCells, *, deal_ids: Sequence[int], result: RollupRe
     result.rows["deal_footprints"] = _rebuild_footprints(subset, params)
 
 
-def _rates_need_refresh(areas: dict[str, Sequence[date] | None]) -> bool:
+def _rates_need_refresh(areas: Mapping[str, Sequence[date] | None]) -> bool:
     """True when the dense rate table may miss a day the months being recomputed need: a
     currency quoted since it was built, or a month past its last built day."""
     built = dict(
@@ -1454,7 +1462,7 @@ def rollups_update_enqueue() -> bool:
     # The guard expires on its own, so a lost task cannot block updates for long.
     if not cache.add(UPDATE_PENDING_KEY, "1", timeout=300):
         return False
-    options: dict[str, object] = {"countdown": UPDATE_COUNTDOWN_SECONDS}
+    options: dict[str, Any] = {"countdown": UPDATE_COUNTDOWN_SECONDS}
     queue = getattr(settings, "KPIS_UPDATE_QUEUE", None)
     if queue:
         options["queue"] = queue

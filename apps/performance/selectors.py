@@ -194,7 +194,7 @@ def review_kpis(*, user: User, review: PerformanceReview) -> list[ReviewKpi]:
             value = kpi_value(
                 name=name, period=review.period.name, user=user, rep_id=review.rep_id
             ).value
-            result.append(ReviewKpi(name, label, kpi_get(name).unit, value))  # type: ignore[arg-type]
+            result.append(ReviewKpi(name, label, kpi_get(name).unit, value))
         except ApplicationError as exc:
             result.append(ReviewKpi(name, label, "", None, exc.message))
     return result
