@@ -15,7 +15,7 @@ MANAGE := DEBUG=$${DEBUG:-1} $(VENV_PYTHON) manage.py
 HOST_PORT ?= 127.0.0.1:8000
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint format migrate seed worker beat clean
+.PHONY: help install run test lint typecheck format migrate seed worker beat clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -42,6 +42,9 @@ test: install ## run the test suite (extra pytest options: PYTEST_ARGS="-k quota
 lint: install ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy with django-stubs on services, selectors and calc modules
+	DEBUG=1 $(VENV)/bin/mypy
 
 format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -96,6 +96,10 @@ def test_a_job_being_run_elsewhere_is_neither_recovered_nor_run_twice(
         assert job.status == ImportJob.Status.VALIDATING
         assert not Opportunity.objects.exists()
     finally:
-        other.close()  # the lock goes with the connection, as when a worker dies
+        # As when a worker dies: its backend ends and the lock goes with it. close() returns
+        # before the server has released the lock, so end the backend and wait for it.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s, 10000)", [other.get_backend_pid()])
+        other.close()
     # and once that worker is gone, the job runs
     assert import_job_run(job_id=job.pk).status == ImportJob.Status.COMMITTED
