@@ -5,16 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('crm', '0003_alter_opportunity_opp_amount_not_negative_and_more'),
-        ('kpis', '0005_dirty_queues_without_unique_keys'),
+        ("crm", "0003_alter_opportunity_opp_amount_not_negative_and_more"),
+        ("kpis", "0005_dirty_queues_without_unique_keys"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='closedatemove',
-            index=models.Index(fields=['old_close', 'changed_at'], include=('new_close', 'deal'), name='kpi_move_slip'),
+            model_name="closedatemove",
+            index=models.Index(
+                fields=["old_close", "changed_at"],
+                include=("new_close", "deal"),
+                name="kpi_move_slip",
+            ),
         ),
     ]
