@@ -29,5 +29,7 @@ RUN DEBUG=0 SECRET_KEY=build-only-collectstatic-key python manage.py collectstat
 USER app
 EXPOSE 8000
 
+# --max-requests: a worker is replaced after about a thousand requests, so memory a worker
+# kept after large cold pages (docs/load-testing.md, the soak) is given back.
 CMD ["gunicorn", "cso_dashboard.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--access-logfile", "-"]
+     "--max-requests", "1000", "--max-requests-jitter", "100", "--access-logfile", "-"]
