@@ -212,7 +212,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--no-reimport", action="store_true", help="skip the second import")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="an earlier result (JSON) to report under 'before', e.g. the committed one",
+    )
+    parser.add_argument(
+        "--old-code-result",
+        type=Path,
+        help="the result of the previous code run just before on the same machine (JSON), "
+        "reported under 'old_code_same_conditions'",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "bench" / "results" / "imports_copy.json",
+        help="where to write the result",
+    )
     args = parser.parse_args()
+    # Read first: --before may name the file this run replaces.
+    before = json.loads(args.before.read_text()) if args.before else None
+    old_code = json.loads(args.old_code_result.read_text()) if args.old_code_result else None
     if connection.vendor != "postgresql":
         sys.exit("Run on PostgreSQL: set DATABASE_URL=postgres://... (a database of your own).")
     call_command("migrate", verbosity=0)
@@ -223,7 +243,8 @@ def main() -> None:
     kpi_services.rollups_update_enqueue = lambda: False
     admin = seed()
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE crm_opportunityhistory, crm_opportunity")
+        # CASCADE: deal scores and KPI detail rows refer to deals.
+        cursor.execute("TRUNCATE crm_opportunityhistory, crm_opportunity CASCADE")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "opportunities.csv"
         print(f"generating {args.rows:,} rows ...", flush=True)
@@ -284,7 +305,16 @@ def main() -> None:
         "load_average_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    out = REPO / "bench" / "results" / "imports_copy.json"
+    if before is not None:
+        # The earlier run, as it was recorded (its own "before" dropped).
+        result["before"] = {k: v for k, v in before.items() if k != "before"}
+    if old_code is not None:
+        # On a shared machine the figures of another day are not comparable: the
+        # previous code, run minutes before under the same load, is.
+        result["old_code_same_conditions"] = {
+            k: v for k, v in old_code.items() if k not in ("before", "old_code_same_conditions")
+        }
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -11,15 +11,17 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+import operator
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import compress, repeat
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
@@ -262,32 +264,42 @@ def _resolve_refs(
     records: list[dict[str, Any]], ctx: Context, resolver: Resolver, names: Iterable[str]
 ) -> list[dict[str, Any]]:
     """Replace each reference cell by an id or a NewRef; rows with a bad one are dropped
-    (their errors recorded)."""
+    (their errors recorded, one per bad reference cell).
+
+    Column by column: the resolver is asked once per distinct key (the same key resolves
+    the same way on every row), then the outcomes are written back in one pass."""
     spec = ctx.mapping.spec
-    wanted = [(n, spec.fields[n], {}) for n in names if n in ctx.mapping.spec.fields]
-    good = []
-    for record in records:
-        bad = False
-        for name, field_spec, seen in wanted:
-            key = record.get(name)
+    bad: set[int] = set()
+    for name in names:
+        field_spec = spec.fields.get(name)
+        if field_spec is None:
+            continue
+        column = [record.get(name) for record in records]
+        outcomes: dict[Any, Any] = {}
+        # In the order of the file: a record the import creates takes the spelling of
+        # its first mention, and new records get their ids in file order.
+        for key in dict.fromkeys(column):
             if key is None or key == "":
-                continue
-            # The same key resolves the same way on every row: ask the resolver once.
-            found = seen.get(key)
-            if found is None:
-                try:
-                    found = resolver.resolve(field_spec.ref, key, field_spec.creates)
-                except CellError as exc:
-                    found = exc
-                seen[key] = found
-            if isinstance(found, CellError):
-                ctx.error(record["_line"], name, str(found))
-                bad = True
-            else:
+                continue  # an empty cell stays empty
+            try:
+                outcomes[key] = resolver.resolve(field_spec.ref, key, field_spec.creates)
+            except CellError as exc:
+                outcomes[key] = exc
+        failed = {
+            key: outcomes.pop(key)
+            for key in [key for key, found in outcomes.items() if isinstance(found, CellError)]
+        }
+        for record, found in zip(records, map(outcomes.get, column), strict=True):
+            if found is not None:
                 record[name] = found
-        if not bad:
-            good.append(record)
-    return good
+        if failed:
+            for i, key in enumerate(column):
+                if key in failed:
+                    ctx.error(records[i]["_line"], name, str(failed[key]))
+                    bad.add(i)
+    if not bad:
+        return records
+    return [record for i, record in enumerate(records) if i not in bad]
 
 
 def _dedupe(
@@ -711,7 +723,12 @@ def plan_nps(records: list[dict[str, Any]], ctx: Context) -> Plan:
 
 # --- quotas -------------------------------------------------------------------------------
 def plan_quotas(records: list[dict[str, Any]], ctx: Context) -> Plan:
-    from apps.quotas.services import fiscal_periods_ensure, quota_set
+    from apps.quotas.services import (
+        QuotaBulkError,
+        QuotaInput,
+        fiscal_periods_ensure,
+        quotas_set_bulk,
+    )
 
     resolver = Resolver(ctx.mapping)
     records = _resolve_refs(records, ctx, resolver, ("rep", "team"))
@@ -764,22 +781,24 @@ def plan_quotas(records: list[dict[str, Any]], ctx: Context) -> Plan:
         }
         users = User.objects.in_bulk([r["rep"] for r, _, _ in todo if r.get("rep")])
         teams = Team.objects.in_bulk([r["team"] for r, _, _ in todo if r.get("team")])
-        for record, currency, note in todo:
-            try:
-                # A savepoint per row, so a refusal leaves the transaction usable for the
-                # remaining rows (every refusal is reported, then everything is rolled back).
-                with transaction.atomic():
-                    quota_set(
-                        period=periods[record["month"]],
-                        amount=record["amount"],
-                        set_by=ctx.user,
-                        rep=users.get(record.get("rep")),
-                        team=teams.get(record.get("team")),
-                        currency=currency,
-                        note=note,
-                    )
-            except ApplicationError as exc:
-                ctx.error(record["_line"], None, exc.message)
+        items = [
+            QuotaInput(
+                period=periods[record["month"]],
+                amount=record["amount"],
+                rep=users.get(record.get("rep")),
+                team=teams.get(record.get("team")),
+                currency=currency,
+                note=note,
+            )
+            for record, currency, note in todo
+        ]
+        try:
+            # One call for the whole file: the service checks every quota (locked plans
+            # included) before writing any, in a fixed number of queries.
+            quotas_set_bulk(items=items, set_by=ctx.user)
+        except QuotaBulkError as exc:
+            for position, error in exc.errors:
+                ctx.error(todo[position][0]["_line"], None, error.message)
 
     plan.write = write
     return plan
@@ -936,7 +955,7 @@ def plan_people(records: list[dict[str, Any]], ctx: Context) -> Plan:
 OPP_ATTRS = UPSERT_ATTRS
 OPP_TEXT = ("source", "lost_reason")
 TRACKED_ATTRS = tuple(f"{f}_id" if f in ("stage", "owner") else f for f in TRACKED_FIELDS)
-COPY_COLUMNS = ("external_id", *OPP_ATTRS.values(), "is_new", "changed_fields")
+COPY_COLUMNS = ("id", "external_id", *OPP_ATTRS.values(), "changed_fields")
 
 
 def category_for(outcome: str, requested: str | None) -> str:
@@ -968,7 +987,9 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
     resolver._table("stage")
     outcome = resolver.stage_outcome
     present = [f for f in OPP_ATTRS if f in ctx.present]
-    existing: dict[str, dict[str, Any]] = {}
+    # external id -> (deal id, its attributes as stored)
+    existing: dict[str, tuple[int, dict[str, Any]]] = {}
+    attrs = tuple(OPP_ATTRS.values())
     columns = ["id", "external_id", *OPP_ATTRS.values()]
     queryset = Opportunity.objects.all()
     # No edit may slip between the comparison below and the write: a large Postgres import
@@ -1012,12 +1033,11 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
             for batch in batches():
                 for values in batch:
                     if wanted is None or values[1] in wanted:
-                        existing[values[1]] = dict(zip(columns, values, strict=True))
+                        existing[values[1]] = (values[0], dict(zip(attrs, values[2:], strict=True)))
     else:
         for chunk in _chunks(keys):
             for values in queryset.filter(external_id__in=chunk).values_list(*columns):
-                row = dict(zip(columns, values, strict=True))
-                existing[row["external_id"]] = row
+                existing[values[1]] = (values[0], dict(zip(attrs, values[2:], strict=True)))
     plan = Plan()
     changes: list[OppChange] = []
     base = settings.BASE_CURRENCY
@@ -1030,27 +1050,33 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
         )
         for f in present
     ]
+    present_attrs = [attr for attr, _, _ in steps]
+    # Every present field is a key of every record (read_records gives them all).
+    getter = operator.itemgetter(*present)
+    cells_of = getter if len(present) > 1 else (lambda record: (getter(record),))
+    positions = range(len(present))
+    new_defaults = {
+        "product_id": None,
+        "currency": base,
+        "forecast_category": None,
+        "deal_type": "new",
+        "source": "",
+        "lost_reason": "",
+    }
     for record in records:
         line = record["_line"]
-        old = existing.get(record["external_id"])
-        if old is None:
-            values = {
-                "product_id": None,
-                "currency": base,
-                "forecast_category": None,
-                "deal_type": "new",
-                "source": "",
-                "lost_reason": "",
-            }
-        else:
-            values = {a: old[a] for a in OPP_ATTRS.values()}
-        pairs = zip(steps, map(record.get, present), strict=True)
-        for (attr, keep_on_empty, empty), value in pairs:
-            if value is None:
-                if keep_on_empty:
-                    continue  # an empty cell keeps the stored value (or the default)
-                value = empty
-            values[attr] = value
+        stored = existing.get(record["external_id"])
+        old = None if stored is None else stored[1]
+        values = (new_defaults if old is None else old).copy()
+        cells = cells_of(record)
+        # The cells as they are, in one C call; then the empty ones, if any: an empty
+        # cell keeps the stored value (or the default) or clears the field.
+        values.update(zip(present_attrs, cells, strict=True))
+        if None in cells:
+            prior = new_defaults if old is None else old
+            for i in compress(positions, map(operator.is_, cells, repeat(None))):
+                attr, keep_on_empty, empty = steps[i]
+                values[attr] = prior.get(attr) if keep_on_empty else empty
         if values["close_date"] < values["created_date"]:
             ctx.error(
                 line,
@@ -1073,13 +1099,16 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
                 OppChange(line, record["external_id"], values, None, values, ["created"])
             )
             continue
+        if values == old:  # one comparison in C for the (usual) unchanged deal
+            plan.unchanged += 1
+            continue
         changed = {a: v for a, v in values.items() if old[a] != v}
         if not changed:
             plan.unchanged += 1
             continue
         plan.updated += 1
         tracked = [f for f, a in zip(TRACKED_FIELDS, TRACKED_ATTRS, strict=True) if a in changed]
-        changes.append(OppChange(line, record["external_id"], values, old["id"], changed, tracked))
+        changes.append(OppChange(line, record["external_id"], values, stored[0], changed, tracked))
 
     def write() -> None:
         ids = create_new_refs(resolver.new_refs.values())
@@ -1200,86 +1229,189 @@ def _write_opps_bulk(changes: list[OppChange], ctx: Context) -> None:
 
 
 def _write_opps_copy(changes: list[OppChange], ctx: Context) -> None:
-    """Postgres: COPY the planned rows into a temporary table, then one INSERT ... ON
-    CONFLICT (external_id) DO UPDATE for the deals and one INSERT ... SELECT for their
-    history rows, so a million deals are a few statements, not a million."""
+    """Postgres: COPY the planned rows into a temporary table, then one statement for the
+    new deals and their ``created`` history rows (an INSERT whose RETURNING feeds the
+    history INSERT), one UPDATE for the changed deals (joined on the id found when they
+    were compared) and one INSERT for their history rows: three passes over the staged
+    rows, whatever their number, and no lookup of the deals by external id.
+
+    When the deals (or history rows) written outnumber those stored, the secondary
+    indexes of that table are dropped before the load and built again after it, in this
+    transaction (see :func:`_secondary_indexes_dropped`)."""
+    if not changes:
+        return
     attrs = list(OPP_ATTRS.values())
-    # CSV through the C writer: an unquoted empty cell is NULL (a deal without product),
-    # text columns are FORCE_NOT_NULL so that their empty cells stay empty strings.
+    # CSV through the C writer: an unquoted empty cell is NULL (a new deal's id, a deal
+    # without product); text columns are FORCE_NOT_NULL so that empty cells stay "".
+    row_of = operator.itemgetter(*attrs)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(
-        (
-            change.external_id,
-            *[change.values[a] for a in attrs],
-            change.existing_id is None,
-            ",".join(change.tracked),
-        )
+        (change.existing_id, change.external_id, *row_of(change.values), ",".join(change.tracked))
         for change in changes
     )
     buffer.seek(0)
+    new = sum(1 for change in changes if change.existing_id is None)
+    updated_tracked = sum(
+        1 for change in changes if change.existing_id is not None and change.tracked
+    )
     opp = Opportunity._meta.db_table
     hist = OpportunityHistory._meta.db_table
-    column_types = {
-        "external_id": "varchar(64)",
-        "name": "varchar(200)",
-        "account_id": "bigint",
-        "owner_id": "bigint",
-        "product_id": "bigint",
-        "amount": "numeric(18,2)",
-        "currency": "varchar(3)",
-        "stage_id": "bigint",
-        "forecast_category": "varchar(16)",
-        "deal_type": "varchar(16)",
-        "source": "varchar(40)",
-        "created_date": "date",
-        "close_date": "date",
-        "lost_reason": "varchar(120)",
-        "is_new": "boolean",
-        "changed_fields": "varchar(120)",
-    }
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS import_opportunity_stage")
         cursor.execute(
             "CREATE TEMPORARY TABLE import_opportunity_stage ("
-            + ", ".join(f"{c} {column_types[c]}" for c in COPY_COLUMNS)
+            + ", ".join(f"{c} {COPY_COLUMN_TYPES[c]}" for c in COPY_COLUMNS)
             + ") ON COMMIT DROP"
         )
-        not_null = ", ".join(c for c in COPY_COLUMNS if column_types[c].startswith("varchar"))
+        not_null = ", ".join(c for c in COPY_COLUMNS if COPY_COLUMN_TYPES[c].startswith("varchar"))
         cursor.cursor.copy_expert(
             f"COPY import_opportunity_stage ({', '.join(COPY_COLUMNS)}) FROM STDIN "
             f"WITH (FORMAT csv, FORCE_NOT_NULL ({not_null}))",
             buffer,
         )
-        cursor.execute("ANALYZE import_opportunity_stage")
-        skip_row_checks = _references_locked_and_checked(cursor, ctx)
-        cols = ", ".join(["external_id", *attrs, "updated_at"])
-        updates = ", ".join(f"{a} = EXCLUDED.{a}" for a in [*attrs, "updated_at"])
-        # New deals are a plain INSERT; changed ones an upsert (the external id is unique,
-        # and the rows were locked when they were compared).
-        cursor.execute(
-            f"INSERT INTO {opp} ({cols}) "
-            f"SELECT {', '.join(['external_id', *attrs])}, %s FROM import_opportunity_stage "
-            "WHERE is_new",
-            [ctx.now],
+        del buffer
+        skip_row_checks = _references_locked_and_checked(cursor, ctx, changes)
+        # Sorts and hashes of a million rows (index builds, the UPDATE's join) stay in
+        # memory instead of spilling to disk; for this transaction only.
+        cursor.execute("SET LOCAL work_mem = %s", [IMPORT_WORK_MEM])
+        cursor.execute("SET LOCAL maintenance_work_mem = %s", [IMPORT_MAINTENANCE_WORK_MEM])
+        rebuild: list[str] = []
+        rebuild += _secondary_indexes_dropped(cursor, opp, rows_written=len(changes))
+        if new + updated_tracked:
+            rebuild += _secondary_indexes_dropped(cursor, hist, rows_written=new + updated_tracked)
+        history_columns = (
+            "opportunity_id, changed_at, changed_by_id, source, changed_fields, stage_id, "
+            "amount, currency, close_date, owner_id, forecast_category"
         )
-        cursor.execute(
-            f"INSERT INTO {opp} ({cols}) "
-            f"SELECT {', '.join(['external_id', *attrs])}, %s FROM import_opportunity_stage "
-            f"WHERE NOT is_new ON CONFLICT (external_id) DO UPDATE SET {updates}",
-            [ctx.now],
-        )
-        cursor.execute(
-            f"INSERT INTO {hist} (opportunity_id, changed_at, changed_by_id, source, "
-            "changed_fields, stage_id, amount, currency, close_date, owner_id, forecast_category) "
-            "SELECT o.id, %s, %s, %s, s.changed_fields, s.stage_id, s.amount, s.currency, "
-            "s.close_date, s.owner_id, s.forecast_category "
-            f"FROM import_opportunity_stage s JOIN {opp} o ON o.external_id = s.external_id "
-            "WHERE s.changed_fields <> ''",
-            [ctx.now, getattr(ctx.user, "pk", None), ctx.source],
-        )
+        history_params = [ctx.now, getattr(ctx.user, "pk", None), ctx.source]
+        if new:
+            staged = ", ".join(["external_id", *attrs])
+            cursor.execute(
+                f"WITH created AS (INSERT INTO {opp} ({staged}, updated_at) "
+                f"SELECT {staged}, %s FROM import_opportunity_stage WHERE id IS NULL "
+                "RETURNING id, stage_id, amount, currency, close_date, owner_id, "
+                f"forecast_category) INSERT INTO {hist} ({history_columns}) "
+                "SELECT id, %s, %s, %s, 'created', stage_id, amount, currency, close_date, "
+                "owner_id, forecast_category FROM created",
+                [ctx.now, *history_params],
+            )
+        if new < len(changes):
+            # The stored deals were locked when they were compared (the whole table for
+            # a large import), so the ids found then are still theirs.
+            cursor.execute("ANALYZE import_opportunity_stage")
+            assignments = ", ".join(f"{a} = s.{a}" for a in attrs)
+            cursor.execute(
+                f"UPDATE {opp} o SET {assignments}, updated_at = %s "
+                "FROM import_opportunity_stage s WHERE s.id IS NOT NULL AND o.id = s.id",
+                [ctx.now],
+            )
+        if updated_tracked:
+            cursor.execute(
+                f"INSERT INTO {hist} ({history_columns}) "
+                "SELECT s.id, %s, %s, %s, s.changed_fields, s.stage_id, s.amount, s.currency, "
+                "s.close_date, s.owner_id, s.forecast_category FROM import_opportunity_stage s "
+                "WHERE s.id IS NOT NULL AND s.changed_fields <> ''",
+                history_params,
+            )
+        if rebuild:
+            # PostgreSQL builds no index on a table with queued trigger events (the row
+            # foreign-key checks when they were not skipped, or earlier writes of the
+            # transaction): run those checks now instead of at commit (Django's
+            # check_constraints: SET CONSTRAINTS ALL IMMEDIATE, then back to DEFERRED,
+            # the mode of every deferrable constraint of the schema).
+            connection.check_constraints()
+        for definition in rebuild:
+            cursor.execute(definition)
         if skip_row_checks:
             cursor.execute("SET LOCAL session_replication_role = origin")
         cursor.execute("DROP TABLE import_opportunity_stage")
+
+
+#: The staging table's columns and their types (the deal's own, its id when stored, the
+#: tracked fields that changed).
+COPY_COLUMN_TYPES = {
+    "id": "bigint",
+    "external_id": "varchar(64)",
+    "name": "varchar(200)",
+    "account_id": "bigint",
+    "owner_id": "bigint",
+    "product_id": "bigint",
+    "amount": "numeric(18,2)",
+    "currency": "varchar(3)",
+    "stage_id": "bigint",
+    "forecast_category": "varchar(16)",
+    "deal_type": "varchar(16)",
+    "source": "varchar(40)",
+    "created_date": "date",
+    "close_date": "date",
+    "lost_reason": "varchar(120)",
+    "changed_fields": "varchar(120)",
+}
+#: ``SET LOCAL`` for the load: hashes (the UPDATE's join) and sorts (index builds) of a
+#: million rows fit in memory. Per transaction, one import at a time per worker.
+IMPORT_WORK_MEM = "64MB"
+IMPORT_MAINTENANCE_WORK_MEM = "256MB"
+#: Secondary indexes are dropped and built again after the load when the rows written
+#: are at least this many times the rows stored (an initial or a near-complete load).
+INDEX_REBUILD_FACTOR = 1.0
+#: How long the load waits for the exclusive lock that dropping indexes takes (readers
+#: of the table hold it off); past that it keeps the indexes and maintains them row by row.
+INDEX_REBUILD_LOCK_TIMEOUT = "2s"
+
+
+def _secondary_indexes_dropped(cursor: Any, table: str, *, rows_written: int) -> list[str]:
+    """Drop ``table``'s secondary indexes when a load of ``rows_written`` rows is cheaper
+    with them built afterwards, and return their definitions (``CREATE INDEX ...``) for the
+    caller to run after the load, in the same transaction; else drop nothing, return [].
+
+    Maintaining an index row by row costs a descent and a random page write per row and
+    index (most of PostgreSQL's time in a large load); building it afterwards is one sort.
+    That pays only when the rows written are at least ``INDEX_REBUILD_FACTOR`` times the
+    rows stored (an index is rebuilt whole, over every stored row too). Only plain
+    indexes are dropped: the primary key and unique indexes (which the load must check,
+    and which constraints own) stay and are maintained as usual.
+
+    The price is the lock: DROP INDEX takes an ACCESS EXCLUSIVE lock on the table until
+    the import commits, so readers of the table (drill-down lists, the API) wait for the
+    load instead of reading the previous state. The lock is only waited for
+    ``INDEX_REBUILD_LOCK_TIMEOUT``: when a reader holds it longer, the indexes are kept
+    (same rows, slower). Turned off with ``IMPORTS_REBUILD_INDEXES = False``.
+    Everything is transactional: if the import fails, the indexes are back as they were.
+    """
+    if rows_written == 0 or not getattr(settings, "IMPORTS_REBUILD_INDEXES", True):
+        return []
+    cursor.execute(
+        "SELECT CASE WHEN reltuples >= 0 THEN reltuples "
+        "ELSE pg_relation_size(oid) / 100 END FROM pg_class WHERE oid = %s::regclass",
+        [table],
+    )
+    if rows_written < INDEX_REBUILD_FACTOR * cursor.fetchone()[0]:
+        return []
+    cursor.execute(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        "WHERE i.indrelid = %s::regclass AND NOT i.indisunique AND NOT i.indisprimary "
+        "AND i.indisvalid AND i.indisready AND i.indexprs IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) "
+        "ORDER BY i.indexrelid",
+        [table],
+    )
+    indexes = cursor.fetchall()
+    if not indexes:
+        return []
+    cursor.execute("SELECT current_setting('lock_timeout')")
+    lock_timeout = cursor.fetchone()[0]
+    try:
+        with transaction.atomic():
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, true)", [INDEX_REBUILD_LOCK_TIMEOUT]
+            )
+            cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            cursor.execute("DROP INDEX " + ", ".join(name for name, _ in indexes))
+    except OperationalError:
+        return []  # a reader holds the table: keep the indexes (the savepoint undid all)
+    finally:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [lock_timeout])
+    return [definition for _, definition in indexes]
 
 
 #: The references of a deal (and of its history row): column -> referenced table.
@@ -1291,7 +1423,7 @@ _OPP_REFERENCES = (
 )
 
 
-def _references_locked_and_checked(cursor: Any, ctx: Context) -> bool:
+def _references_locked_and_checked(cursor: Any, ctx: Context, changes: list[OppChange]) -> bool:
     """Check every reference of the staged deals set-based, then let the load skip
     PostgreSQL's per-row foreign-key triggers when that is safe. Returns True when it did
     (the caller must restore ``session_replication_role`` after its INSERTs).
@@ -1300,26 +1432,24 @@ def _references_locked_and_checked(cursor: Any, ctx: Context) -> bool:
     one check per reference per row (eight per imported deal with its history row) and
     runs them one by one at commit, which is most of a large load. Instead, the referenced
     rows are locked ``FOR KEY SHARE`` (what each of those checks would do: nobody can
-    delete them or change their key until we commit), and one query per reference proves
-    that every staged id exists. With that done, the triggers only repeat it, so they are
-    switched off for this transaction's INSERTs (``SET LOCAL session_replication_role =
-    replica``), which needs a superuser (or a role granted that setting) and is done only
-    when neither deal table has a trigger of its own that replica mode would also skip.
-    Otherwise the triggers run as usual: same rows, just slower.
+    delete them or change their key until we commit), by the distinct ids the deals name
+    (known here, so no pass over the staged rows), and every id must be found. With that
+    done, the triggers only repeat it, so they are switched off for this transaction's
+    INSERTs (``SET LOCAL session_replication_role = replica``), which needs a superuser
+    (or a role granted that setting) and is done only when neither deal table has a
+    trigger of its own that replica mode would also skip. Otherwise the triggers run as
+    usual: same rows, just slower.
     """
     user_table = User._meta.db_table
     changed_by = getattr(ctx.user, "pk", None)
     for column, table in _OPP_REFERENCES:
+        ids = sorted({c.values[column] for c in changes} - {None})
         cursor.execute(
-            f"SELECT count(*) FROM (SELECT t.id FROM {table} t WHERE t.id IN "
-            f"(SELECT DISTINCT {column} FROM import_opportunity_stage) FOR KEY SHARE) locked"
+            f"SELECT t.id FROM {table} t WHERE t.id = ANY(%s) ORDER BY t.id FOR KEY SHARE", [ids]
         )
-        cursor.execute(
-            f"SELECT s.{column} FROM import_opportunity_stage s WHERE s.{column} IS NOT NULL "
-            f"AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = s.{column}) LIMIT 1"
-        )
-        missing = cursor.fetchone()
-        if missing is not None:
+        found = {row[0] for row in cursor.fetchall()}
+        missing = [i for i in ids if i not in found]
+        if missing:
             raise IntegrityError(
                 f"{column} {missing[0]} of an imported deal is not in {table} "
                 "(deleted while the import ran?)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -14,11 +14,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
 from apps.audit.services import Action, audit_record
 from apps.core.errors import ApplicationError
 from apps.org.models import Role, Team, User
 from apps.org.policy import (
-    ancestor_ids,
     can_approve_plan,
     can_lock_plan,
     can_plan_team,
@@ -87,20 +87,6 @@ class QuotaImportError(ApplicationError):
         self.lines = lines
 
 
-def _locked_plan_covering(*, team_id: int, month: FiscalPeriod) -> QuotaPlan | None:
-    """A locked plan of ``team_id`` or a team above it whose period contains ``month``."""
-    return (
-        QuotaPlan.objects.filter(
-            team_id__in=[team_id, *ancestor_ids(team_id)],
-            status=QuotaPlan.Status.LOCKED,
-            period__start_date__lte=month.start_date,
-            period__end_date__gte=month.end_date,
-        )
-        .select_related("period", "team")
-        .first()
-    )
-
-
 def _money_text(amount: Decimal | None) -> str:
     return "" if amount is None else f"{Decimal(amount).quantize(planning.CENT)}"
 
@@ -122,88 +108,274 @@ def quota_set(
     ``currency``, default BASE_CURRENCY). Every change of amount or currency is kept in
     the QuotaChange audit with ``reason``. A month inside a locked plan (of the quota's
     team or any team above it) changes only by an executive who gives a reason. Writing
-    the same values again changes nothing and records nothing."""
-    if (rep is None) == (team is None):
-        raise ApplicationError("A quota is for exactly one rep or one team.")
-    if period.kind != FiscalPeriod.Kind.MONTH:
-        raise ApplicationError(
-            f"Quotas are set per fiscal month; {period.name} is a {period.kind}."
+    the same values again changes nothing and records nothing.
+
+    The rules live in :func:`quotas_set_bulk` (one definition for one quota and for
+    many); a refusal is raised as the error itself (QuotaPermissionError or
+    ApplicationError)."""
+    item = QuotaInput(
+        period=period, amount=amount, rep=rep, team=team, currency=currency, note=note
+    )
+    try:
+        return quotas_set_bulk(items=[item], set_by=set_by, reason=reason, plan=plan)[0]
+    except QuotaBulkError as exc:
+        raise exc.errors[0][1] from None
+
+
+@dataclass(frozen=True)
+class QuotaInput:
+    """One quota for :func:`quotas_set_bulk`: one rep **or** one team, one fiscal month,
+    ``amount`` (non-negative, rounded to cents when stored) in ``currency`` (default
+    BASE_CURRENCY), and a free-text ``note``."""
+
+    period: FiscalPeriod
+    amount: Decimal
+    rep: User | None = None
+    team: Team | None = None
+    currency: str | None = None
+    note: str = ""
+
+
+class QuotaBulkError(ApplicationError):
+    """Some quotas of a :func:`quotas_set_bulk` call were refused; nothing was written.
+    ``errors`` lists every refusal as (position in the list, the error ``quota_set``
+    raises for that quota alone: a QuotaPermissionError or an ApplicationError)."""
+
+    def __init__(self, errors: list[tuple[int, ApplicationError]]) -> None:
+        first = errors[0][1].message
+        super().__init__(
+            f"{len(errors)} quota(s) refused; nothing was saved. First: {first}",
+            extra={"errors": [(i, e.message) for i, e in errors]},
+        )
+        self.errors = errors
+
+
+def _input_error(item: QuotaInput) -> ApplicationError | None:
+    """The refusal of one quota that needs no query (who, which period, what amount)."""
+    if (item.rep is None) == (item.team is None):
+        return ApplicationError("A quota is for exactly one rep or one team.")
+    if item.period.kind != FiscalPeriod.Kind.MONTH:
+        return ApplicationError(
+            f"Quotas are set per fiscal month; {item.period.name} is a {item.period.kind}."
         )
     try:
-        amount = Decimal(amount)
-    except (TypeError, InvalidOperation):
-        raise ApplicationError("A quota must be a non-negative amount.") from None
+        amount = Decimal(item.amount)
+    except (TypeError, ValueError, InvalidOperation):
+        return ApplicationError("A quota must be a non-negative amount.")
     if not amount.is_finite() or amount < 0:
-        raise ApplicationError("A quota must be a non-negative amount.")
-    currency = (currency or settings.BASE_CURRENCY).upper()
-    owner_team_id = team.pk if team is not None else (rep.team_id if rep is not None else None)
-    if owner_team_id is not None:
-        locked = _locked_plan_covering(team_id=owner_team_id, month=period)
-        if locked is not None:
-            if set_by is None or not can_lock_plan(set_by):
-                raise QuotaPermissionError(
-                    f"{period.name} is locked in the {locked.team} plan for {locked.period}; "
-                    "only an executive may change it."
-                )
-            if not reason.strip():
-                raise ApplicationError(
-                    f"{period.name} is locked in the {locked.team} plan for "
-                    f"{locked.period}: give a reason for the change."
-                )
-    existing = Quota.objects.select_for_update().filter(period=period, rep=rep, team=team).first()
-    if existing is not None and (existing.amount, existing.currency, existing.note) == (
-        amount.quantize(planning.CENT),
-        currency,
-        note,
-    ):
-        return existing
-    now = timezone.now()
-    old_amount = existing.amount if existing is not None else None
-    old_currency = existing.currency if existing is not None else ""
-    quota, _ = Quota.objects.update_or_create(
-        period=period,
-        rep=rep,
-        team=team,
-        defaults={
-            "amount": amount,
-            "currency": currency,
-            "set_by": set_by,
-            "set_at": now,
-            "note": note,
-        },
-    )
-    if old_amount != amount or old_currency != currency:
-        QuotaChange.objects.create(
-            plan=plan,
-            quota=quota,
-            month=period,
-            rep=rep,
-            team=team,
-            field=QuotaChange.Field.AMOUNT,
-            old_value=_money_text(old_amount)
-            + (f" {old_currency}" if old_currency and old_currency != currency else ""),
-            new_value=_money_text(amount),
-            currency=currency,
-            reason=reason.strip()[:500],
-            changed_by=set_by,
-            changed_at=now,
-        )
-        if plan is None:  # a plan's grid is audited once per save (quota_plan_save)
-            whose = rep if rep is not None else team
-            audit_record(
-                action=Action.QUOTA_CHANGED,
-                summary=f"Quota of {whose} for {period.name}: "
-                f"{_money_text(old_amount) or 'none'} -> {_money_text(amount)} {currency}",
-                actor=set_by,
-                target=quota,
-                detail={"reason": reason.strip()[:500]} if reason.strip() else None,
-            )
-    from apps.kpis.services import rollups_quota_changed
+        return ApplicationError("A quota must be a non-negative amount.")
+    return None
 
-    # robust: the quota is committed by then; a failure to queue its rollup update is
-    # logged (the nightly rebuild settles it), never answered as "nothing was changed".
-    transaction.on_commit(lambda: rollups_quota_changed(month=period.start_date), robust=True)
-    return quota
+
+def _locked_plan_refusal(
+    locked: QuotaPlan, period: FiscalPeriod, set_by: User | None, reason: str
+) -> ApplicationError | None:
+    """A month inside a locked plan changes only by an executive who gives a reason."""
+    if set_by is None or not can_lock_plan(set_by):
+        return QuotaPermissionError(
+            f"{period.name} is locked in the {locked.team} plan for {locked.period}; "
+            "only an executive may change it."
+        )
+    if not reason.strip():
+        return ApplicationError(
+            f"{period.name} is locked in the {locked.team} plan for "
+            f"{locked.period}: give a reason for the change."
+        )
+    return None
+
+
+def _locked_plans_by_item(items: Sequence[QuotaInput]) -> list[QuotaPlan | None]:
+    """For each quota, the locked plan covering its month (of its team or a team above
+    it), the first by latest period, then team name:
+    one query for the locked plans, one for the team tree only when there are some."""
+    starts = [item.period.start_date for item in items]
+    ends = [item.period.end_date for item in items]
+    locked = list(
+        QuotaPlan.objects.filter(
+            status=QuotaPlan.Status.LOCKED,
+            period__start_date__lte=max(ends),
+            period__end_date__gte=min(starts),
+        )
+        .select_related("period", "team")
+        .order_by("-period__start_date", "team__name", "pk")
+    )
+    if not locked:
+        return [None] * len(items)
+    parents = dict(Team.objects.values_list("id", "parent_id"))
+
+    def lineage(team_id: int | None) -> set[int]:
+        chain: set[int] = set()
+        while team_id is not None and team_id not in chain:
+            chain.add(team_id)
+            team_id = parents.get(team_id)
+        return chain
+
+    found: list[QuotaPlan | None] = []
+    for item in items:
+        owner = item.team.pk if item.team is not None else (item.rep.team_id if item.rep else None)
+        teams = lineage(owner) if owner is not None else set()
+        found.append(
+            next(
+                (
+                    plan
+                    for plan in locked
+                    if plan.team_id in teams
+                    and plan.period.start_date <= item.period.start_date
+                    and plan.period.end_date >= item.period.end_date
+                ),
+                None,
+            )
+        )
+    return found
+
+
+@transaction.atomic
+def quotas_set_bulk(
+    *,
+    items: Sequence[QuotaInput],
+    set_by: User | None,
+    reason: str = "",
+    plan: QuotaPlan | None = None,
+) -> list[Quota]:
+    """Create or replace many quotas at once, with exactly the rules of :func:`quota_set`
+    (which is this function for one quota): one rep or one team per fiscal month, a
+    non-negative amount, a month inside a locked plan (of the quota's team or any team
+    above it) changed only by an executive who gives ``reason``; every change of amount or
+    currency kept in the QuotaChange audit (and, outside a plan's grid, in the audit
+    log); writing the same values again changes nothing and records nothing; the changed
+    months queued for the KPI rollups after the commit.
+
+    Every quota is checked before anything is written: if any is refused, QuotaBulkError
+    lists every refusal by position and nothing is written. A rep or team may appear once
+    per month in ``items``. Returns the quotas in the order of ``items``.
+
+    A fixed number of queries whatever the number of quotas (on PostgreSQL; SQLite splits
+    the bulk statements at its variable limit): the locked plans (and the team tree when
+    there are any), the stored quotas (locked FOR UPDATE), one INSERT for new quotas, one
+    UPDATE for changed ones, one INSERT each for their QuotaChange and audit rows.
+    """
+    items = list(items)
+    if not items:
+        return []
+    errors: list[tuple[int, ApplicationError]] = []
+    seen: dict[tuple[int, int | None, int | None], int] = {}
+    for i, item in enumerate(items):
+        error = _input_error(item)
+        if error is None:
+            key = (item.period.pk, getattr(item.rep, "pk", None), getattr(item.team, "pk", None))
+            if key in seen:
+                error = ApplicationError(
+                    f"The quota of {item.rep or item.team} for {item.period.name} is given "
+                    f"twice (first at position {seen[key] + 1})."
+                )
+            seen[key] = i
+        if error is not None:
+            errors.append((i, error))
+    if errors:
+        raise QuotaBulkError(errors)
+    for i, (item, locked) in enumerate(zip(items, _locked_plans_by_item(items), strict=True)):
+        if locked is not None:
+            error = _locked_plan_refusal(locked, item.period, set_by, reason)
+            if error is not None:
+                errors.append((i, error))
+    if errors:
+        raise QuotaBulkError(errors)
+    period_ids = {item.period.pk for item in items}
+    rep_ids = {item.rep.pk for item in items if item.rep is not None}
+    team_ids = {item.team.pk for item in items if item.team is not None}
+    stored = {
+        (q.period_id, q.rep_id, q.team_id): q
+        for q in Quota.objects.select_for_update()
+        .filter(period_id__in=period_ids)
+        .filter(Q(rep_id__in=rep_ids) | Q(team_id__in=team_ids))
+    }
+    now = timezone.now()
+    result: list[Quota] = []
+    created: list[Quota] = []
+    updated: list[Quota] = []
+    # (quota, item, old amount, old currency) for each change of amount or currency
+    changes: list[tuple[Quota, QuotaInput, Decimal | None, str]] = []
+    months: set[date] = set()  # the months written, for the KPI rollups
+    for item in items:
+        amount = Decimal(item.amount)
+        currency = (item.currency or settings.BASE_CURRENCY).upper()
+        key = (item.period.pk, getattr(item.rep, "pk", None), getattr(item.team, "pk", None))
+        quota = stored.get(key)
+        if quota is not None and (quota.amount, quota.currency, quota.note) == (
+            amount.quantize(planning.CENT),
+            currency,
+            item.note,
+        ):
+            result.append(quota)
+            continue
+        old_amount = quota.amount if quota is not None else None
+        old_currency = quota.currency if quota is not None else ""
+        if quota is None:
+            quota = Quota(period=item.period, rep=item.rep, team=item.team)
+            created.append(quota)
+        else:
+            updated.append(quota)
+        months.add(item.period.start_date)
+        quota.amount, quota.currency, quota.note = amount, currency, item.note
+        quota.set_by, quota.set_at = set_by, now
+        result.append(quota)
+        if old_amount != amount or old_currency != currency:
+            changes.append((quota, item, old_amount, old_currency))
+    Quota.objects.bulk_create(created)
+    Quota.objects.bulk_update(updated, ["amount", "currency", "set_by", "set_at", "note"])
+    reason_text = reason.strip()[:500]
+    QuotaChange.objects.bulk_create(
+        [
+            QuotaChange(
+                plan=plan,
+                quota=quota,
+                month=item.period,
+                rep=item.rep,
+                team=item.team,
+                field=QuotaChange.Field.AMOUNT,
+                old_value=_money_text(old_amount)
+                + (f" {old_currency}" if old_currency and old_currency != quota.currency else ""),
+                new_value=_money_text(quota.amount),
+                currency=quota.currency,
+                reason=reason_text,
+                changed_by=set_by,
+                changed_at=now,
+            )
+            for quota, item, old_amount, old_currency in changes
+        ]
+    )
+    if plan is None and changes:  # a plan's grid is audited once per save (quota_plan_save)
+        AuditEvent.objects.bulk_create(
+            [
+                AuditEvent(
+                    at=now,
+                    action=Action.QUOTA_CHANGED,
+                    actor=set_by,
+                    actor_username=(set_by.get_username() if set_by is not None else "")[:150],
+                    target_type=Quota._meta.label,
+                    target_id=str(quota.pk),
+                    summary=(
+                        f"Quota of {item.rep if item.rep is not None else item.team} for "
+                        f"{item.period.name}: {_money_text(old_amount) or 'none'} -> "
+                        f"{_money_text(quota.amount)} {quota.currency}"
+                    )[:500],
+                    detail={"reason": reason_text} if reason_text else {},
+                )
+                for quota, item, old_amount, _ in changes
+            ]
+        )
+    if months:
+        from apps.kpis.models import DirtyMonth
+        from apps.kpis.services import rollups_mark_dirty
+
+        # robust: the quotas are committed by then; a failure to queue their rollup
+        # update is logged (the nightly rebuild settles it), never answered as "nothing
+        # was changed".
+        transaction.on_commit(
+            lambda: rollups_mark_dirty(area=DirtyMonth.Area.QUOTAS, months=sorted(months)),
+            robust=True,
+        )
+    return result
 
 
 # --- Planning: which rows and months a plan covers -------------------------------------------
@@ -380,23 +552,29 @@ def quota_plan_save(
         )
     reps = {f"r{r.pk}": r for r in frame.reps}
     teams = {f"t{t.pk}": t for t in (*frame.child_teams, frame.team)}
-    written = 0
+    changed: list[QuotaInput] = []
     for (row, month), amount in parsed.items():
         current = existing.get((row, month.pk))
         if current is not None and current.amount == amount:
             continue
-        quota_set(
-            period=month,
-            amount=amount,
-            set_by=user,
-            rep=reps.get(row),
-            team=teams.get(row),
-            currency=current.currency if current is not None else None,
-            note=current.note if current is not None else "",
-            reason=reason,
-            plan=plan,
+        changed.append(
+            QuotaInput(
+                period=month,
+                amount=amount,
+                rep=reps.get(row),
+                team=teams.get(row),
+                currency=current.currency if current is not None else None,
+                note=current.note if current is not None else "",
+            )
         )
-        written += 1
+    if changed:
+        # One bulk write for the whole grid (the same rules as quota_set, which is the
+        # bulk service for one quota); a refusal is raised as quota_set would raise it.
+        try:
+            quotas_set_bulk(items=changed, set_by=user, reason=reason, plan=plan)
+        except QuotaBulkError as exc:
+            raise exc.errors[0][1] from None
+    written = len(changed)
     if written:
         audit_record(
             action=Action.QUOTA_CHANGED,

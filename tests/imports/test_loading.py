@@ -8,7 +8,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test import override_settings
 
 from apps.crm.models import Account, Opportunity, OpportunityHistory
@@ -170,9 +170,9 @@ def test_a_reference_deleted_during_the_import_writes_nothing(crm, monkeypatch):
     check = writers._references_locked_and_checked
     victim = Account.objects.create(external_id="ACC-GONE", name="Gone Ltd")
 
-    def delete_then_check(cursor, ctx):
+    def delete_then_check(cursor, ctx, changes):
         cursor.execute("DELETE FROM crm_account WHERE id = %s", [victim.pk])
-        return check(cursor, ctx)
+        return check(cursor, ctx, changes)
 
     monkeypatch.setattr(writers, "_references_locked_and_checked", delete_then_check)
     before = table_state()
@@ -248,3 +248,176 @@ def test_column_shortcuts_give_the_per_cell_values():
         Decimal("1234567890123456.10"),
     ]
     assert str(read.records[0]["amount"]) == "12.50"
+
+
+# --- the index-rebuild path -----------------------------------------------------------
+def index_definitions() -> list[tuple[str, str, bool]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid), indisvalid "
+            "FROM pg_index WHERE indrelid IN (%s::regclass, %s::regclass) ORDER BY 1",
+            [Opportunity._meta.db_table, OpportunityHistory._meta.db_table],
+        )
+        return cursor.fetchall()
+
+
+def spy_on_index_drops(monkeypatch) -> list[tuple[str, list[str]]]:
+    """Record what each call of the rebuild decision dropped, by table."""
+    calls: list[tuple[str, list[str]]] = []
+    real = writers._secondary_indexes_dropped
+
+    def spy(cursor, table, *, rows_written):
+        dropped = real(cursor, table, rows_written=rows_written)
+        calls.append((table, dropped))
+        return dropped
+
+    monkeypatch.setattr(writers, "_secondary_indexes_dropped", spy)
+    return calls
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("skip_triggers", [True, False])
+def test_index_rebuild_path_gives_the_same_rows_history_and_indexes(
+    crm, monkeypatch, skip_triggers
+):
+    # given the scenario imported through the services, one deal at a time
+    expected = run_scenario(crm, "services")
+    Opportunity.objects.all().delete()
+    indexes = index_definitions()
+    # when it runs through COPY with the indexes dropped and rebuilt on every load (with
+    # the row foreign-key triggers skipped, or queued: they then run before the rebuild)
+    monkeypatch.setattr(writers, "INDEX_REBUILD_FACTOR", 0)
+    calls = spy_on_index_drops(monkeypatch)
+    with override_settings(IMPORTS_SKIP_ROW_FK_TRIGGERS=skip_triggers):
+        actual = run_scenario(crm, "copy")
+    # then the rebuild path ran on both tables (the plain indexes: 6 + 5, never a unique
+    # one), and deals, history rows, counts and indexes are identical
+    dropped = {table: len(definitions) for table, definitions in calls if definitions}
+    assert dropped == {"crm_opportunity": 6, "crm_opportunityhistory": 5}
+    assert all("UNIQUE" not in d for _, definitions in calls for d in definitions)
+    assert actual == expected
+    assert index_definitions() == indexes
+
+
+@pytest.mark.postgres
+def test_a_small_load_into_a_large_table_keeps_its_indexes(crm, monkeypatch):
+    # given the default factor: rows written must be at least the rows stored
+    calls = spy_on_index_drops(monkeypatch)
+    rows_import(
+        kind="opportunities",
+        rows=[deal(n) for n in range(30)],
+        user=crm.admin,
+        opportunity_path="copy",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE crm_opportunity")
+    calls.clear()
+    # when 3 deals are loaded into the 30 stored
+    report = rows_import(
+        kind="opportunities",
+        rows=[deal(n) for n in range(30, 33)],
+        user=crm.admin,
+        opportunity_path="copy",
+    )
+    # then the deal table keeps its indexes (the 3 history rows are fewer than the 30 too)
+    assert report.ok
+    assert calls == [("crm_opportunity", []), ("crm_opportunityhistory", [])]
+
+
+@pytest.mark.postgres
+def test_a_failure_after_the_indexes_were_dropped_restores_them_and_writes_nothing(
+    crm, monkeypatch
+):
+    # given a load that fails once the indexes of both tables are gone
+    monkeypatch.setattr(writers, "INDEX_REBUILD_FACTOR", 0)
+    real = writers._secondary_indexes_dropped
+
+    def drop_then_fail(cursor, table, *, rows_written):
+        dropped = real(cursor, table, rows_written=rows_written)
+        assert dropped
+        if table == OpportunityHistory._meta.db_table:
+            raise IntegrityError("simulated failure after the indexes were dropped")
+        return dropped
+
+    monkeypatch.setattr(writers, "_secondary_indexes_dropped", drop_then_fail)
+    indexes = index_definitions()
+    before = table_state()
+    # when deals are imported
+    report = rows_import(
+        kind="opportunities", rows=[deal(1), deal(2)], user=crm.admin, opportunity_path="copy"
+    )
+    # then the import is refused, nothing is written and every index is back, valid
+    assert not report.ok
+    assert [(e.line, e.message) for e in report.errors] == [
+        (0, "the database refused the import: simulated failure after the indexes were dropped")
+    ]
+    assert table_state() == before
+    assert index_definitions() == indexes
+
+
+@pytest.mark.postgres
+def test_a_reader_holding_the_table_keeps_the_indexes(crm, monkeypatch):
+    # given another session reading the deal table in an open transaction
+    import psycopg2
+
+    monkeypatch.setattr(writers, "INDEX_REBUILD_FACTOR", 0)
+    monkeypatch.setattr(writers, "INDEX_REBUILD_LOCK_TIMEOUT", "100ms")
+    calls = spy_on_index_drops(monkeypatch)
+    reader = psycopg2.connect(**connection.get_connection_params())
+    try:
+        with reader.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM crm_opportunity")
+        indexes = index_definitions()
+        # when a load would rebuild the indexes
+        report = rows_import(
+            kind="opportunities", rows=[deal(1), deal(2)], user=crm.admin, opportunity_path="copy"
+        )
+    finally:
+        reader.rollback()
+        reader.close()
+    # then it gives up the exclusive lock it cannot get in time, keeps the deal table's
+    # indexes (the history table, free, is still rebuilt) and loads the same rows
+    assert report.ok, report.errors
+    assert [(table, bool(dropped)) for table, dropped in calls] == [
+        ("crm_opportunity", False),
+        ("crm_opportunityhistory", True),
+    ]
+    assert Opportunity.objects.count() == 2 and OpportunityHistory.objects.count() == 2
+    assert index_definitions() == indexes
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone()[0] == "0"
+
+
+@pytest.mark.postgres
+@override_settings(IMPORTS_REBUILD_INDEXES=False)
+def test_the_index_rebuild_can_be_turned_off(crm, monkeypatch):
+    monkeypatch.setattr(writers, "INDEX_REBUILD_FACTOR", 0)
+    calls = spy_on_index_drops(monkeypatch)
+    report = rows_import(
+        kind="opportunities", rows=[deal(1)], user=crm.admin, opportunity_path="copy"
+    )
+    assert report.ok
+    assert [dropped for _, dropped in calls] == [[], []]
+
+
+def test_the_garbage_collector_is_paused_during_an_import_and_back_after(crm, monkeypatch):
+    import gc
+
+    # given a planner that notes whether the cyclic collector runs
+    seen = []
+    real = writers.PLANNERS["opportunities"]
+
+    def noting(records, ctx):
+        seen.append(gc.isenabled())
+        return real(records, ctx)
+
+    monkeypatch.setitem(writers.PLANNERS, "opportunities", noting)
+    assert gc.isenabled()
+    # when an import runs, then one that fails
+    assert rows_import(kind="opportunities", rows=[deal(1)], user=crm.admin).ok
+    bad = rows_import(kind="opportunities", rows=[deal(2, amount="x")], user=crm.admin)
+    # then the collector was paused while planning, and is back on afterwards
+    assert not bad.ok
+    assert seen == [False, False]
+    assert gc.isenabled()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from apps.core.errors import ApplicationError
 from apps.crm.models import Opportunity
@@ -100,27 +102,40 @@ def test_bad_calls_raise(crm, kwargs, message):
         rows_import(**call)
 
 
-def test_a_quota_refused_by_the_service_is_a_row_error_and_undoes_everything(crm, monkeypatch):
-    # given a quota service that refuses one rep (as a locked plan does)
-    from apps.quotas import services
+def test_a_quota_refused_by_the_service_is_a_row_error_and_undoes_everything(crm):
+    # given a locked plan of Sales East for the quarter of 2025-02 (the importing RevOps
+    # admin is no executive, so the service refuses its months)
+    from apps.quotas.models import FiscalPeriod, QuotaPlan
+    from apps.quotas.services import fiscal_periods_ensure
 
-    real = services.quota_set
-
-    def refusing(**kwargs):
-        if kwargs.get("rep") == crm.bob:
-            raise ApplicationError("The 2025-02 plan for Sales East is locked.")
-        return real(**kwargs)
-
-    monkeypatch.setattr(services, "quota_set", refusing)
+    fiscal_periods_ensure(first_year=2024, last_year=2026)
+    quarter = FiscalPeriod.objects.get(
+        kind=FiscalPeriod.Kind.QUARTER, start_date__lte="2025-02-01", end_date__gte="2025-02-28"
+    )
+    now = timezone.now()
+    QuotaPlan.objects.create(
+        team=crm.east,
+        period=quarter,
+        status=QuotaPlan.Status.LOCKED,
+        submitted_at=now,
+        approved_at=now,
+        locked_at=now,
+    )
+    free_month = quarter.end_date + dt.timedelta(days=1)
     rows = [
-        {"rep": "ada@example.com", "month": "2025-01", "amount": "100"},
+        {"rep": "ada@example.com", "month": f"{free_month:%Y-%m}", "amount": "100"},
         {"rep": "bob@example.com", "month": "2025-02", "amount": "200"},
+        {"team": "Sales East", "month": "2025-02", "amount": "300"},
     ]
-    # when both are imported
+    before = table_state()
+    # when the three are imported
     report = rows_import(kind="quotas", rows=rows, user=crm.admin)
-    # then the refusal is reported on its row and the other quota was rolled back too
+    # then each refusal is reported on its row and the free quota was rolled back too
     assert not report.ok
-    assert [(e.line, e.message) for e in report.errors] == [
-        (2, "The 2025-02 plan for Sales East is locked.")
-    ]
+    refusal = (
+        f"2025-02 is locked in the Sales East plan for {quarter.name}; "
+        "only an executive may change it."
+    )
+    assert [(e.line, e.message) for e in report.errors] == [(2, refusal), (3, refusal)]
     assert not Quota.objects.exists()
+    assert table_state() == before

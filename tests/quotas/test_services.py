@@ -41,6 +41,34 @@ def save(org, user, values, reason="", period=Q1, team=None):
 
 
 # --- saving the grid ---------------------------------------------------------------------------
+def test_saving_the_grid_costs_the_same_queries_for_two_cells_and_for_nine(
+    org, django_capture_on_commit_callbacks
+):
+    """The grid is written through quotas_set_bulk in one go: the number of queries does not
+    grow with the number of changed cells (rollup marks are queued after the commit)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(values) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            written = save(org, org.max, values)
+        assert written == len(values)
+        return len(ctx.captured_queries)
+
+    save(org, org.max, cells(org.anna, jan="0"))  # the plan exists from here on
+    # one changed and one new quota, then two changed and seven new: the same statements
+    two = queries({**cells(org.anna, jan="1"), **cells(org.ben, jan="1")})
+    nine = queries(
+        {
+            **cells(org.anna, jan="2", feb="2", mar="2"),
+            **cells(org.ben, jan="2", feb="2", mar="2"),
+            **cells(org.dach, jan="2", feb="2", mar="2"),
+        }
+    )
+    assert two == nine
+    assert Quota.objects.count() == 9
+
+
 def test_manager_saves_the_grid_and_every_change_is_audited(org):
     # given an empty plan
     values = {
