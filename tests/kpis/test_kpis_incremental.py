@@ -425,7 +425,7 @@ def test_a_failing_rebuild_leaves_the_previous_rollups(world, monkeypatch):
     )
 
     # when the rebuild dies after the deal tables were already rewritten
-    def boom(months):
+    def boom(months, **_options):
         raise RuntimeError("worker lost half-way")
 
     monkeypatch.setattr(services, "_build_mrr", boom)
