@@ -14,8 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.audit.models import AuditEvent
-from apps.audit.services import Action, audit_record
+from apps.audit.services import Action, audit_event, audit_record, audit_record_many
 from apps.core.errors import ApplicationError
 from apps.org.models import Role, Team, User
 from apps.org.policy import (
@@ -345,21 +344,18 @@ def quotas_set_bulk(
         ]
     )
     if plan is None and changes:  # a plan's grid is audited once per save (quota_plan_save)
-        AuditEvent.objects.bulk_create(
-            [
-                AuditEvent(
-                    at=now,
+        audit_record_many(
+            events=[
+                audit_event(
                     action=Action.QUOTA_CHANGED,
                     actor=set_by,
-                    actor_username=(set_by.get_username() if set_by is not None else "")[:150],
-                    target_type=Quota._meta.label,
-                    target_id=str(quota.pk),
+                    target=quota,
                     summary=(
                         f"Quota of {item.rep if item.rep is not None else item.team} for "
                         f"{item.period.name}: {_money_text(old_amount) or 'none'} -> "
                         f"{_money_text(quota.amount)} {quota.currency}"
-                    )[:500],
-                    detail={"reason": reason_text} if reason_text else {},
+                    ),
+                    detail={"reason": reason_text} if reason_text else None,
                 )
                 for quota, item, old_amount, _ in changes
             ]
