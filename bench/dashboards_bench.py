@@ -8,12 +8,16 @@ login form with a plain HTTP client, then for each page and user:
 * latency: N sequential requests after a warm-up, wall time seen by the client on
   loopback (so it includes a few hundred microseconds of HTTP overhead), median and p95;
 * throughput: a bounded load of T client threads for D seconds, completed 200 responses
-  per second.
+  per second; for a page, in R rounds alternating with the trivial view (trivial, page,
+  trivial, page, ... D/R seconds each), so that both rates see the same machine load.
 
-The ratio is page_rps / trivial_rps (target >= 0.5). The database is only read.
+The ratio is page_rps / trivial_rps of those paired rounds (target >= 0.5). The database
+is only read.
 
     DATABASE_URL is built from --db; Redis db from --redis-db:
     .venv/bin/python bench/dashboards_bench.py --db cso_perf --duration 12 --requests 20
+    .venv/bin/python bench/dashboards_bench.py --users paula.alvarez \
+        --out bench/results/dashboards_1000000_manager.json     # a manager
 """
 
 from __future__ import annotations
@@ -259,6 +263,42 @@ def measure_throughput(
     }
 
 
+def measure_paired(
+    base: str, path: str, cookies: dict[str, str], args: argparse.Namespace
+) -> tuple[dict, dict]:
+    """Throughput of ``path`` and of the trivial view in alternating rounds (trivial, page,
+    trivial, page, ...; ``args.rounds`` of each, ``args.duration`` seconds in all for each),
+    so both see the same machine load. Returns (page, trivial), each summed over its
+    rounds."""
+    slice_seconds = args.duration / args.rounds
+    rounds: dict[str, list[dict]] = {TRIVIAL: [], path: []}
+    for _ in range(args.rounds):
+        for url in (TRIVIAL, path):
+            rounds[url].append(measure_throughput(base, url, cookies, args.threads, slice_seconds))
+
+    def total(parts: list[dict]) -> dict:
+        seconds = sum(p["seconds"] for p in parts)
+        completed = sum(p["completed"] for p in parts)
+        failures: dict[str, int] = {}
+        for part in parts:
+            for key, n in part["failures"].items():
+                failures[key] = failures.get(key, 0) + n
+        return {
+            "threads": args.threads,
+            "rounds": len(parts),
+            "seconds": round(seconds, 2),
+            "completed": completed,
+            "failures": failures,
+            "rps": round(completed / seconds, 2) if seconds else 0.0,
+            "rps_per_round": [p["rps"] for p in parts],
+            "median_ms_under_load": statistics.median(
+                [p["median_ms_under_load"] for p in parts if p["median_ms_under_load"]] or [0]
+            ),
+        }
+
+    return total(rounds[path]), total(rounds[TRIVIAL])
+
+
 def _psql(db: str, sql: str) -> str:
     out = subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-Atc", sql],
@@ -296,6 +336,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=12.0, help="seconds of load per URL")
     parser.add_argument("--requests", type=int, default=20, help="sequential samples per URL")
     parser.add_argument("--threads", type=int, default=6, help="client threads under load")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="alternating trivial/page load rounds per page (the ratio's pairing)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
     parser.add_argument(
         "--users", default="cso,paula.alvarez", help="comma-separated demo users to sign in as"
@@ -304,8 +350,8 @@ def main() -> None:
     parser.add_argument("--out", default="", help="output path (default by deal count)")
     parser.add_argument("--timeout", type=float, default=60.0, help="client read timeout (s)")
     args = parser.parse_args()
-    if args.requests < 1 or args.duration <= 0 or args.threads < 1 or args.workers < 1:
-        parser.error("--requests, --duration, --threads and --workers must be positive")
+    if min(args.requests, args.threads, args.workers, args.rounds) < 1 or args.duration <= 0:
+        parser.error("--requests, --duration, --threads, --workers and --rounds must be positive")
 
     global REQUEST_TIMEOUT
     REQUEST_TIMEOUT = args.timeout
@@ -330,7 +376,9 @@ def main() -> None:
             "latency": "client wall time on loopback, sequential, after 2 warm-up requests",
             "throughput": f"{args.threads} threads x {args.duration:g} s, HTTP 200 only",
             "trivial": "plain HttpResponse behind the same middleware, signed in",
-            "ratio": "page_rps / trivial_rps, same user, same run",
+            "ratio": "page_rps / trivial_rps, same user, same run; the trivial rate is the "
+            f"one measured in {args.rounds} rounds alternating with the page's "
+            f"(paired_trivial), each side {args.duration:g} s in all",
         },
         "machine": facts,
         "users": {},
@@ -351,16 +399,28 @@ def main() -> None:
                         per_user[path] = {"latency": latency, "throughput": {"rps": 0.0}}
                         print(f"  timed out after {args.timeout:g} s", flush=True)
                         continue
-                    load = measure_throughput(base, path, cookies, args.threads, args.duration)
-                    per_user[path] = {"latency": latency, "throughput": load}
+                    if path == TRIVIAL:
+                        load = measure_throughput(base, path, cookies, args.threads, args.duration)
+                        per_user[path] = {"latency": latency, "throughput": load}
+                    else:
+                        load, trivial = measure_paired(base, path, cookies, args)
+                        per_user[path] = {
+                            "latency": latency,
+                            "throughput": load,
+                            "paired_trivial": trivial,
+                        }
                     print(
                         f"  median {latency['median_ms']} ms p95 {latency['p95_ms']} ms "
                         f"(n={latency['requests']}), {load['rps']} req/s",
                         flush=True,
                     )
-                trivial_rps = per_user[TRIVIAL]["throughput"]["rps"]
                 for path in PAGES:
                     rps = per_user[path]["throughput"]["rps"]
+                    # The trivial view measured in the rounds around this page; the load on
+                    # a shared machine drifts over a run, so a trivial rate measured minutes
+                    # earlier would make the ratio follow the machine, not the page.
+                    paired = per_user[path].get("paired_trivial", {}).get("rps")
+                    trivial_rps = paired or per_user[TRIVIAL]["throughput"]["rps"]
                     per_user[path]["ratio_to_trivial"] = (
                         round(rps / trivial_rps, 3) if trivial_rps else None
                     )

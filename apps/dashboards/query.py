@@ -8,6 +8,7 @@ a team or person outside the viewer's scope is refused by the KPI engine's scope
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
@@ -115,9 +116,15 @@ class DashboardQuery:
         return KpiFilters(region=self.filters.region, segment=self.filters.segment)
 
 
-def query_parse(params: QueryDict, *, user: User) -> DashboardQuery:
+def query_parse(
+    params: QueryDict,
+    *,
+    user: User,
+    teams: Sequence[tuple[int, int | None, str, int | None]] | None = None,
+) -> DashboardQuery:
     """Parse and check the dashboard parameters. Raises ApplicationError for bad input and
-    KpiPermissionError for a scope the user may not see."""
+    KpiPermissionError for a scope the user may not see. ``teams``: the team table's rows
+    when already read in this request (see :func:`apps.kpis.selectors.scope_resolve`)."""
     unknown = sorted(set(params) - ALLOWED)
     if unknown:
         raise ApplicationError(f"Unknown parameter {', '.join(unknown)}.")
@@ -133,7 +140,7 @@ def query_parse(params: QueryDict, *, user: User) -> DashboardQuery:
         product=_int(params, "product"),
         deal_type=_choice(params, "deal_type", list(DealType.values)),
     )
-    scope = scope_resolve(user=user, team_id=team_id, rep_id=rep_id)
+    scope = scope_resolve(user=user, team_id=team_id, rep_id=rep_id, teams=teams)
     return DashboardQuery(
         period=period,
         compare=compare,

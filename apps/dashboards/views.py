@@ -8,6 +8,9 @@ is a 400 that shows the reason in the page and changes nothing.
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -15,27 +18,33 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.urls import reverse
-from django.utils import timezone
+from django.templatetags.static import static
+from django.urls import get_script_prefix, reverse
+from django.utils import dateformat, timezone
+from django.utils.html import conditional_escape
 from django.utils.http import urlencode
-from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET
 
+from apps.core.cache import redis_unavailable
 from apps.core.errors import ApplicationError
 from apps.core.exports import download_response
-from apps.core.selectors import last_successful_run
-from apps.crm.models import DealType, ForecastCategory, Product, Segment, Stage
+from apps.crm.models import DealType, ForecastCategory, Segment, Stage
 from apps.dashboards import charts, formatting
 from apps.dashboards.query import COMPARISONS, DashboardQuery, query_parse
 from apps.dashboards.selectors import (
     SORTS,
     WATERFALL_STEPS,
+    FrameState,
     NpsSplit,
+    PipelineStepDeals,
     account_mrr,
     accounts_by_movement,
     aging_deals,
@@ -43,10 +52,10 @@ from apps.dashboards.selectors import (
     attainment_bands,
     cohort_members,
     cohort_retention,
-    data_version,
     drill_metric,
     drilldown_deals,
     drilldown_totals,
+    frame_state,
     mrr_movements,
     nps_by_segment,
     nps_response_totals,
@@ -72,8 +81,7 @@ from apps.kpis.selectors import (
     scope_resolve,
 )
 from apps.kpis.services import add_months
-from apps.org.models import Region, Role, Team, User
-from apps.org.policy import scope_for, visible_teams, visible_users
+from apps.org.models import Role, Team, User
 from apps.quotas import fiscal
 
 PAGE_SIZE = 50
@@ -83,47 +91,33 @@ def _records_url(query: DashboardQuery, **overrides: object) -> str:
     return f"{reverse('dashboards:records')}?{query.querystring(**overrides)}"
 
 
-def filter_options(request: HttpRequest) -> dict[str, Any]:
+def filter_options(request: HttpRequest, *, state: FrameState | None = None) -> dict[str, Any]:
     """Choices for the filter bar as (value, label) pairs, limited to what the viewer may
-    see (four queries): teams indented under their parent team, active reps by name."""
-    teams = list(visible_teams(request.user).order_by("name").values("id", "name", "parent_id"))
-    by_id = {t["id"]: t for t in teams}
+    see: teams indented under their parent team, active reps by name. From ``state`` (the
+    frame's one query, :func:`frame_state`), which is read here when not given."""
+    state = state or frame_state(user=request.user)
+    children: dict[int | None, list[tuple[int, int | None, str]]] = defaultdict(list)
+    visible = {pk for pk, _, _ in state.teams}
+    for team in state.teams:  # by name, so siblings stay in name order
+        children[team[1] if team[1] in visible else None].append(team)
+    ordered: list[tuple[int, str]] = []
 
-    def depth(team: dict[str, Any]) -> int:
-        level, parent = 0, team["parent_id"]
-        while parent in by_id and level < 20:
-            level, parent = level + 1, by_id[parent]["parent_id"]
-        return level
+    def walk(parent_id: int | None, depth: int) -> None:
+        for pk, _, name in children[parent_id]:
+            ordered.append((pk, "\u2003" * min(depth, 20) + name))
+            walk(pk, depth + 1)
 
-    ordered: list[dict[str, Any]] = []
-
-    def walk(parent_id: int | None) -> None:
-        for team in teams:
-            if team["parent_id"] == parent_id or (
-                parent_id is None and team["parent_id"] not in by_id
-            ):
-                if team in ordered:
-                    continue
-                ordered.append(team)
-                walk(team["id"])
-
-    walk(None)
-    reps = visible_users(request.user).filter(role=Role.REP, is_active=True)
+    walk(None, 0)
     return {
-        "teams": [(t["id"], "\u2003" * depth(t) + t["name"]) for t in ordered],
-        "reps": [
-            (pk, f"{first} {last}")
-            for pk, first, last in reps.order_by("first_name", "last_name").values_list(
-                "id", "first_name", "last_name"
-            )
-        ],
-        "regions": list(Region.objects.order_by("name").values_list("id", "name")),
-        "products": list(Product.objects.order_by("name").values_list("id", "name")),
+        "teams": ordered,
+        "reps": [(pk, f"{first} {last}") for pk, _, first, last in state.reps],
+        "regions": list(state.regions),
+        "products": list(state.products),
         "segments": Segment.choices,
         "deal_types": DealType.choices,
         "comparisons": list(COMPARISONS.items()),
         "periods": _period_suggestions(),
-        "everything": scope_for(request.user).everything,
+        "everything": state.everything,
     }
 
 
@@ -141,9 +135,94 @@ def _period_suggestions() -> list[str]:
     return names
 
 
-def _freshness() -> dict[str, Any]:
-    run = last_successful_run()
-    return {"last_run": run}
+def freshness_text(finished_at: datetime | None) -> str:
+    """The data freshness line: "Data as of 10:32, 4 minutes ago" (local time)."""
+    if finished_at is None:
+        return "No data refresh has run yet"
+    at = dateformat.format(timezone.localtime(finished_at), "H:i")
+    return f"Data as of {at}, {timesince(finished_at)} ago"
+
+
+#: The parts of a dashboard page that belong to one request, filled in after rendering:
+#: the CSRF token (a new mask each time), the data freshness ("4 minutes ago") and the
+#: notices (messages, which are consumed when shown, and the stale-data notice).
+SLOTS = ("csrf", "freshness", "notices")
+
+#: A rendered page cut at its slots: the text between them and the slot of each gap,
+#: ``(parts, slots)`` with ``len(parts) == len(slots) + 1``. Plain tuples of strings, so
+#: a cached page never depends on a class that could change between deployments.
+RenderedPage = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _render_page(request: HttpRequest, template: str, context: dict[str, Any]) -> RenderedPage:
+    """Render ``template`` with a random marker in place of each slot, and cut it there.
+
+    The marker holds 128 random bits and only letters and digits, so no text of a page
+    (a team name, a deal name) can forge one, and HTML escaping leaves it intact."""
+    nonce = secrets.token_hex(16)
+    marks = {name: f"slot{nonce}{name}" for name in SLOTS}
+    html = render_to_string(
+        template,
+        {
+            **context,
+            "csrf_token": marks["csrf"],
+            "freshness_text": marks["freshness"],
+            "notices_slot": marks["notices"],
+        },
+        request,
+    )
+    pieces = re.split(f"slot{nonce}({'|'.join(SLOTS)})", html)
+    return tuple(pieces[0::2]), tuple(pieces[1::2])
+
+
+def _is_rendered_page(found: object) -> bool:
+    if not (isinstance(found, tuple) and len(found) == 2):
+        return False
+    parts, slots = found
+    return (
+        isinstance(parts, tuple)
+        and isinstance(slots, tuple)
+        and len(parts) == len(slots) + 1
+        and all(isinstance(p, str) for p in parts)
+        and all(s in SLOTS for s in slots)
+    )
+
+
+def _notices(request: HttpRequest) -> str:
+    """The notices of this request (usually none: nothing is rendered then)."""
+    stale = redis_unavailable()
+    pending = messages.get_messages(request)
+    if not stale and not len(pending):  # len() reads them without consuming them
+        return ""
+    return render_to_string("notices.html", {"stale_notice": stale, "messages": pending})
+
+
+def _respond(request: HttpRequest, page: RenderedPage, state: FrameState) -> HttpResponse:
+    """The page with this request's slots filled in."""
+    parts, slots = page
+    values = {
+        "csrf": get_token(request),
+        "freshness": str(conditional_escape(freshness_text(state.last_run_at))),
+        "notices": _notices(request),
+    }
+    html = [parts[0]]
+    for slot, part in zip(slots, parts[1:], strict=True):
+        html += [values[slot], part]
+    return HttpResponse("".join(html))
+
+
+def _refused(
+    request: HttpRequest, section: str, error: str, *, state: FrameState | None = None
+) -> HttpResponse:
+    """Bad input: a 400 that shows the reason in the frame and changes nothing."""
+    state = state or frame_state(user=request.user)
+    context = {
+        "section": section,
+        "error": error,
+        "freshness_text": freshness_text(state.last_run_at),
+        "options": filter_options(request, state=state),
+    }
+    return render(request, "dashboards/error.html", context, status=400)
 
 
 def _frame(
@@ -159,23 +238,43 @@ def _frame(
     context for the parsed filter state.
 
     With ``body`` (the page's fragment template) the page's own part is rendered apart
-    from the frame, from that context alone, and with ``cached`` that HTML is what the
-    cache keeps (see :func:`_built`). The frame around it (navigation, the signed-in
-    user, CSRF token, messages, data freshness, filter bar) is rendered on every request.
-    The scope is checked before any cache lookup."""
-    context: dict[str, Any] = {"section": section, "freshness": _freshness()}
+    from the frame, from that context alone. With ``cached`` the whole rendered page is
+    kept under :func:`page_cache_key`, cut at the parts of one request (:data:`SLOTS`),
+    so a hit renders no template at all: it fills the slots in and answers. Its cost is
+    one query for the frame (:func:`frame_state`), the viewer's scope check (before any
+    cache lookup; the visibility policy's own queries for a manager) and one cache
+    read."""
+    state = frame_state(user=request.user)
     try:
-        query = query_parse(request.GET, user=request.user)
-        context.update(query=query, **_built(request, query, build, body, cached))
+        query = query_parse(request.GET, user=request.user, teams=state.org_teams)
     except KpiPermissionError:
         # Out of scope: the same answer as a scope that does not exist.
         raise Http404("No such view.") from None
     except ApplicationError as exc:
-        context.update(error=exc.message, options=filter_options(request))
-        return render(request, "dashboards/error.html", context, status=400)
-    context["options"] = filter_options(request)
-    context["raw"] = request.GET
-    return render(request, template, context)
+        return _refused(request, section, exc.message, state=state)
+    key = None
+    if cached and body is not None:
+        key = page_cache_key(page=body, request=request, query=query, state=state)
+        found = cache.get(key)
+        if _is_rendered_page(found):
+            return _respond(request, found, state)
+    try:
+        built = _built(query, build, body)
+    except KpiPermissionError:
+        raise Http404("No such view.") from None
+    except ApplicationError as exc:
+        return _refused(request, section, exc.message, state=state)
+    context = {
+        "section": section,
+        "query": query,
+        **built,
+        "options": filter_options(request, state=state),
+        "raw": request.GET,
+    }
+    page = _render_page(request, template, context)
+    if key is not None:
+        cache.set(key, page, PAGE_CACHE_SECONDS)
+    return _respond(request, page, state)
 
 
 #: How long a built dashboard page is kept at most; a finished rollup run (a new data
@@ -187,57 +286,60 @@ PAGE_CACHE_SECONDS = 10 * 60
 FRAME_VALUES = ("since", "today", "step", "step_label", "band")
 
 
-def page_cache_key(*, page: str, request: HttpRequest, query: DashboardQuery) -> str:
-    """Everything a built page depends on: the page (its fragment template), the viewer,
-    the scope they resolved to (a manager's team subtree changes with the org chart, not
-    with the data), the day (relative periods and ages), the data version (the last
-    finished rollup run) and every URL parameter."""
+def page_cache_key(
+    *, page: str, request: HttpRequest, query: DashboardQuery, state: FrameState
+) -> str:
+    """Everything a rendered page depends on but the slots: the page (its fragment
+    template and path); the viewer and what the frame shows of them (name, role and
+    flags: the user menu and the navigation); the scope they resolved to (a manager's
+    team subtree changes with the org chart, not with the data) and its label; the
+    choices of their filter bar (:attr:`FrameState.org_version`); the day (relative
+    periods and ages); the data version (the last finished rollup run); every URL
+    parameter; and the deployment (base currency, fiscal calendar, static file names)."""
+    user = request.user
     owners = query.scope.owner_ids
     raw = "|".join(
         [
             page,
-            str(request.user.pk),
+            get_script_prefix(),
+            request.path,
+            str(user.pk),
+            user.get_username(),
+            user.get_full_name(),
+            str(getattr(user, "role", "")),
+            f"{user.is_active}{user.is_staff}{user.is_superuser}",
             "all" if owners is None else ",".join(map(str, sorted(owners))),
+            query.scope.label,
+            state.org_version,
             timezone.localdate().isoformat(),
-            str(data_version()),
+            state.data_version,
             urlencode(sorted(request.GET.lists()), doseq=True),
+            settings.BASE_CURRENCY,
+            str(settings.FISCAL_YEAR_START_MONTH),
+            settings.TIME_ZONE,
+            static("css/app.css"),
+            static("js/charts.js"),
+            static(charts.TEMPLATE_SCRIPT),
+            static("vendor/plotly/plotly.min.js"),
         ]
     )
     return "dashboards:page:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
 def _built(
-    request: HttpRequest,
     query: DashboardQuery,
     build: Callable[[DashboardQuery], dict[str, Any]],
     body: str | None,
-    cached: bool,
 ) -> dict[str, Any]:
     """The page's own context, or with ``body`` its rendered fragment (``body``) and the
-    :data:`FRAME_VALUES` it has.
-
-    A dashboard page reads rollups, which change only when a rollup run finishes, so with
-    ``cached`` the rendered fragment is kept under :func:`page_cache_key`: the first view
-    after a run computes it, later views read one string instead of building the context
-    again, unpickling it and rendering its tables and charts. Detail tables on the page
-    (aging, slipped) are kept with it, as of the same run, like the figures next to them.
-    The fragment is rendered without the request, so it cannot hold anything of one
-    request (CSRF token, messages, freshness)."""
-    key = None
-    if cached and body is not None:
-        key = page_cache_key(page=body, request=request, query=query)
-        found = cache.get(key)
-        if isinstance(found, dict) and isinstance(found.get("body"), str):
-            # Our own rendering, escaped when it was rendered.
-            return {**found, "body": mark_safe(found["body"])}
+    :data:`FRAME_VALUES` it has. The fragment is rendered without the request, so it
+    cannot hold anything of one request (CSRF token, messages, freshness)."""
     with kpi_batch():  # the page's KPIs share their rollup reads
         context = build(query)
     if body is None:
         return context
     page = {k: context[k] for k in FRAME_VALUES if k in context}
     page["body"] = render_to_string(body, {**context, "query": query})
-    if key is not None:
-        cache.set(key, page, PAGE_CACHE_SECONDS)
     return page
 
 
@@ -570,12 +672,7 @@ def records(request: HttpRequest) -> HttpResponse:
 
 
 def _bad_format(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "dashboards/error.html",
-        {"error": "format must be csv.", "freshness": _freshness()},
-        status=400,
-    )
+    return _refused(request, "", "format must be csv.")
 
 
 def _records_csv(request: HttpRequest) -> HttpResponse:
@@ -783,23 +880,11 @@ def pipeline(request: HttpRequest) -> HttpResponse:
 
 # --- Pipeline changes drill-down -------------------------------------------------------
 
-CHANGE_SORTS: dict[str, Callable[[Any], Any]] = {
-    "change": lambda r: r.change,
-    "name": lambda r: r.deal.name.lower(),
-    "account": lambda r: r.deal.account.name.lower(),
-    "owner": lambda r: (r.deal.owner.get_full_name() or r.deal.owner.username).lower(),
-    "close": lambda r: r.deal.close_date,
-}
 
-
-def _step_rows(request: HttpRequest, query: DashboardQuery) -> tuple[str, str, list]:
-    """The requested step, the sort key and the deals behind the step, sorted."""
+def _step_rows(request: HttpRequest, query: DashboardQuery) -> tuple[str, str, PipelineStepDeals]:
+    """The requested step, the sort key and the deals behind the step, in that order."""
     step = request.GET.get("step") or ""
     sort = request.GET.get("sort") or "change"
-    if sort.lstrip("-") not in CHANGE_SORTS:
-        raise ApplicationError(
-            f"sort must be one of {', '.join(sorted(CHANGE_SORTS))} (prefix - for descending)."
-        )
     rows = pipeline_step_deals(
         user=request.user,
         period=query.period,
@@ -807,8 +892,8 @@ def _step_rows(request: HttpRequest, query: DashboardQuery) -> tuple[str, str, l
         filters=query.filters,
         since=_since(request.GET.get("since")),
         step=step,
+        sort=sort,
     )
-    rows.sort(key=CHANGE_SORTS[sort.lstrip("-")], reverse=sort.startswith("-"))
     return step, sort, rows
 
 
@@ -848,7 +933,7 @@ def changes(request: HttpRequest) -> HttpResponse:
             "step": step,
             "step_label": dict(WATERFALL_STEPS)[step],
             "since": since,
-            "total": sum((r.change for r in rows), Decimal("0.00")),
+            "total": rows.total,
             "count": len(rows),
             "page": Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page")),
             "headers": headers,

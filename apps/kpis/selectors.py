@@ -187,39 +187,71 @@ class KpiFilters:
         }
 
 
-def scope_resolve(*, user: User, team_id: int | None = None, rep_id: int | None = None) -> KpiScope:
+def scope_resolve(
+    *,
+    user: User,
+    team_id: int | None = None,
+    rep_id: int | None = None,
+    teams: Sequence[tuple[int, int | None, str, int | None]] | None = None,
+) -> KpiScope:
     """Turn a requested scope into owner ids, checking visibility. With neither a team nor
-    a rep: the company for those who see everything, a manager's own team, a rep's self."""
+    a rep: the company for those who see everything, a manager's own team, a rep's self.
+
+    ``teams``: every row of the team table as (id, parent id, name, manager id), when the
+    caller has read it in this request (the dashboards' frame does); read here otherwise.
+
+    Queries, once :func:`apps.org.policy.scope_for` has resolved the viewer (it keeps the
+    result for the request): none for the company; one for a rep (the name); for a team
+    one read of the team table (names, tree and managers at once; none with ``teams``)
+    and one of the people in the subtree, except a manager's own team when it is their
+    whole visible scope, whose people the policy already holds.
+    """
     if team_id is not None and rep_id is not None:
         raise ApplicationError("Ask for a team or a rep, not both.")
     visible = scope_for(user)
-    if team_id is None and rep_id is None:
-        if visible.everything:
-            return KpiScope(kind="company")
-        managed = Team.objects.filter(manager=user).order_by("id").values_list("id", flat=True)
-        first = next(iter(managed), None)
-        if first is not None:
-            team_id = first
+    if team_id is None and rep_id is None and visible.everything:
+        return KpiScope(kind="company")
+    if rep_id is None:
+        if team_id is not None and not visible.sees_team(team_id):
+            raise KpiPermissionError("You may not see this team's numbers.")
+        # id, parent, name and manager of every team (a small table): the default team,
+        # the team's name and its subtree from one read.
+        if teams is None:
+            teams = list(Team.objects.values_list("id", "parent_id", "name", "manager_id"))
+        if team_id is None:  # a manager's own (first) team, else nobody's manager
+            managed = [pk for pk, _, _, manager in teams if manager == user.pk]
+            team_id = min(managed, default=None)
+            if team_id is not None and not visible.sees_team(team_id):
+                raise KpiPermissionError("You may not see this team's numbers.")
+    if team_id is not None:
+        assert teams is not None
+        name = next((label for pk, _, label, _ in teams if pk == team_id), None)
+        if name is None:
+            raise ApplicationError(f"There is no team with id {team_id}.")
+        tree: dict[int | None, list[int]] = {}
+        for pk, parent_id, _, _ in teams:
+            tree.setdefault(parent_id, []).append(pk)
+        subtree = subtree_ids([team_id], tree)
+        if not visible.everything and subtree == visible.team_ids:
+            # The viewer's whole scope: the policy's people are the people of these teams
+            # and the viewer, who belongs here only as a member of one of them.
+            owners = visible.user_ids
+            if user.team_id not in subtree:
+                owners = owners - {user.pk}
         else:
-            rep_id = user.pk
-    if rep_id is not None:
-        if not visible.sees_user(rep_id):
-            raise KpiPermissionError("You may not see this person's numbers.")
-        rep = User.objects.filter(pk=rep_id).values_list("first_name", "last_name", "username")
-        found = rep.first()
-        if found is None:
-            raise ApplicationError(f"There is no user with id {rep_id}.")
-        label = " ".join(p for p in found[:2] if p) or found[2]
-        return KpiScope(kind="rep", rep_id=rep_id, owner_ids=frozenset({rep_id}), label=label)
-    assert team_id is not None
-    if not visible.sees_team(team_id):
-        raise KpiPermissionError("You may not see this team's numbers.")
-    name = Team.objects.filter(pk=team_id).values_list("name", flat=True).first()
-    if name is None:
-        raise ApplicationError(f"There is no team with id {team_id}.")
-    teams = subtree_ids([team_id])
-    owners = frozenset(User.objects.filter(team_id__in=teams).values_list("id", flat=True))
-    return KpiScope(kind="team", team_id=team_id, owner_ids=owners, label=name)
+            owners = frozenset(
+                User.objects.filter(team_id__in=subtree).values_list("id", flat=True)
+            )
+        return KpiScope(kind="team", team_id=team_id, owner_ids=owners, label=name)
+    rep_id = user.pk if rep_id is None else rep_id
+    if not visible.sees_user(rep_id):
+        raise KpiPermissionError("You may not see this person's numbers.")
+    rep = User.objects.filter(pk=rep_id).values_list("first_name", "last_name", "username")
+    found = rep.first()
+    if found is None:
+        raise ApplicationError(f"There is no user with id {rep_id}.")
+    label = " ".join(p for p in found[:2] if p) or found[2]
+    return KpiScope(kind="rep", rep_id=rep_id, owner_ids=frozenset({rep_id}), label=label)
 
 
 def _deal_q(scope: KpiScope, filters: KpiFilters, prefix: str = "") -> Q:

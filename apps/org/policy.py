@@ -100,8 +100,16 @@ def scope_for(user: User | None) -> Scope:
     memo = getattr(user, _MEMO_ATTR, None)
     if memo is not None and memo[0] == stamp:
         return memo[1]
-    managed = list(Team.objects.filter(manager=user).values_list("id", flat=True))
-    team_ids = subtree_ids(managed) if managed else set()
+    # One read of the (small) team table gives both the teams the user manages and the
+    # tree below them; a second query their people.
+    tree: dict[int | None, list[int]] = {}
+    managed = []
+    teams = Team.objects.order_by().values_list("id", "parent_id", "manager_id")
+    for team_id, parent_id, manager_id in teams:
+        tree.setdefault(parent_id, []).append(team_id)
+        if manager_id == user.pk:
+            managed.append(team_id)
+    team_ids = subtree_ids(managed, tree) if managed else set()
     user_ids = set(User.objects.filter(team_id__in=team_ids).values_list("id", flat=True))
     user_ids.add(user.pk)
     scope = Scope(everything=False, team_ids=frozenset(team_ids), user_ids=frozenset(user_ids))

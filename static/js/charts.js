@@ -3,7 +3,8 @@
  * JSON data block (<script type="application/json" id="...">, made by json_script), which
  * never executes, so pages need no inline script under a strict Content-Security-Policy.
  * A chart element names its block with data-chart; clicking a point that carries a URL in
- * customdata opens the drill-down list behind it.
+ * customdata opens the drill-down list behind it. The layout template all figures share
+ * is not in each block but in js/plotly-template.js, loaded before this script.
  */
 (function () {
   "use strict";
@@ -14,9 +15,15 @@
       return;
     }
     var figure = JSON.parse(block.textContent);
+    var layout = figure.layout || {};
+    if (!layout.template && window.CSO_PLOTLY_TEMPLATE) {
+      // Figures come without the template they share (js/plotly-template.js); each chart
+      // gets its own copy of it, as it had when the template came with the figure.
+      layout.template = JSON.parse(JSON.stringify(window.CSO_PLOTLY_TEMPLATE));
+    }
     var isStatic = el.getAttribute("data-static") === "1";
     var config = { displayModeBar: false, responsive: true, staticPlot: isStatic };
-    Plotly.newPlot(el, figure.data || [], figure.layout || {}, config).then(function () {
+    Plotly.newPlot(el, figure.data || [], layout, config).then(function () {
       el.setAttribute("data-rendered", "1");
     });
     if (!isStatic) {

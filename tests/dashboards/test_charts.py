@@ -1,6 +1,8 @@
 """Chart builders are pure: the figure carries the numbers, titles and drill-down URLs."""
 
+import json
 from decimal import Decimal
+from pathlib import Path
 
 from apps.dashboards import charts
 
@@ -48,3 +50,22 @@ def test_sparkline_keeps_gaps_for_no_data():
     fig = charts.figure_json(charts.sparkline([Decimal("1"), None, 3], tone="good"))
     assert fig["data"][0]["y"] == [1.0, None, 3.0]
     assert fig["data"][0]["line"]["color"] == charts.COLORS["good"]
+
+
+def test_figures_leave_out_the_shared_template_and_the_page_script_has_it():
+    # Given a figure drawn with Plotly's default template
+    fig = charts.figure_json(charts.sparkline([1, 2]))
+    # Then its JSON has no template (about 7 KB each), and the one the browser adds back
+    # is exactly the template every figure had (regenerate with charts.template_script)
+    assert "template" not in fig["layout"]
+    static = Path(__file__).resolve().parents[2] / "static" / charts.TEMPLATE_SCRIPT
+    assert static.read_text() == charts.template_script()
+    assert json.loads(charts.go.Figure().to_json())["layout"]["template"] == (
+        charts.shared_template()
+    )
+
+
+def test_a_figure_with_its_own_template_keeps_it():
+    fig = charts.sparkline([1, 2])
+    fig.update_layout(template="simple_white")
+    assert "template" in charts.figure_json(fig)["layout"]

@@ -156,7 +156,7 @@ class TestPage:
         assert count() == before
         # 28 with the fake engine: the page's own reads (filters, scope, KPIs, roll-up,
         # history, stored values, snapshots, accuracy, deals, scenarios), none per row
-        assert before == 28
+        assert before == 25
 
     def test_manager_page_query_count(self, client, book, fake_engine, django_assert_num_queries):
         services.forecasts_recompute()
@@ -164,7 +164,7 @@ class TestPage:
         client.get(INDEX)  # warm the session
         # A manager's scope is resolved once per request (the policy keeps it on the user
         # object); the count is fixed, none per row.
-        with django_assert_num_queries(43):
+        with django_assert_num_queries(30):
             assert client.get(INDEX).status_code == 200
 
 

@@ -334,7 +334,7 @@ class TestThePageReadsStoredScores:
         book = scored_book
         client.force_login(book.cso)
         params = {"period": book.period.name}
-        with django_assert_num_queries(28):
+        with django_assert_num_queries(25):
             assert client.get(INDEX, params).status_code == 200
         for i in range(30):
             deal = book.w.deal(
@@ -348,6 +348,6 @@ class TestThePageReadsStoredScores:
             fake_engine.scores[deal.pk] = score(deal, 0.5, 0.25)
         services.forecasts_recompute()
         assert DealScoreValue.objects.filter(period_name=book.period.name).count() == 33
-        with django_assert_num_queries(28):
+        with django_assert_num_queries(25):
             response = client.get(INDEX, params)
         assert response.context["deals_scored"] == 33
