@@ -65,13 +65,19 @@ def test_recovers_the_seasonality(seasonal_book):
     first_year = outlook.points[:12]
     by_month = {p.month.month: float(p.baseline) for p in first_year}
     # the series goes on as planted (t = MONTHS is the current month): the projected peak
-    # and trough fall in the same months as the truth's (April, and October unless the
-    # trend makes the first projected month lower), and follow it closely
+    # falls in April like the truth's, and the projected trough in a month where the truth
+    # is at its lowest. That is October, unless the trend makes the first projected month
+    # about as low: started in November, the truth has November at 8,935.90 and October at
+    # 8,950.00, a tie no fit can be asked to break, so any month within 0.5 % of the
+    # truth's minimum counts (September, the next, is 5 % above it).
     truth = {
         p.month.month: float(seasonal(p.month.month, MONTHS + i)) for i, p in enumerate(first_year)
     }
     assert max(by_month, key=by_month.get) == max(truth, key=truth.get) == 4
-    assert min(by_month, key=by_month.get) == min(truth, key=truth.get)
+    lowest = min(truth.values())
+    troughs = {m for m, v in truth.items() if v <= lowest * 1.005}
+    assert min(by_month, key=by_month.get) in troughs
+    assert troughs <= {10, 11}
     months = sorted(by_month)
     assert np.corrcoef([truth[m] for m in months], [by_month[m] for m in months])[0, 1] > 0.99
     # with no scenario the value is the baseline, inside its 80 % interval
