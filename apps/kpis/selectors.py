@@ -23,9 +23,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Aggregate, F, FloatField, Func, IntegerField, Q, Sum
 
+from apps.core.db import without_jit
 from apps.core.errors import ApplicationError
 from apps.crm.models import Account, Opportunity, OpportunityHistory, Stage
 from apps.kpis import calc
@@ -511,12 +512,7 @@ def _report_cursor() -> Iterator[Any]:
     """A cursor for the hand-written report queries. On Postgres, without JIT: these run
     in milliseconds, and compiling them (prompted by pessimistic estimates for their
     correlated lookups) costs more than running them."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            yield cursor
-        return
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL jit = off")
+    with without_jit(), connection.cursor() as cursor:
         yield cursor
 
 

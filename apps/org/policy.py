@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.db.models.signals import post_delete, post_save
 
@@ -82,8 +83,40 @@ for _model in (Team, User):
     )
 
 
+def _managed_subtree(manager_id: int) -> tuple[set[int], set[int]]:
+    """The teams a manager runs with every team below them, and the people in those
+    teams, in one query: a recursive walk down the (small) team table from the teams
+    the manager runs (UNION, not UNION ALL, so a cycle in bad data ends), then the
+    people of those teams. Hand-written because every page a manager opens asks it: the
+    ORM version took two queries and, on the benchmark machine, a quarter of a cached
+    page's time to compose them."""
+    quote = connection.ops.quote_name
+    team, user = quote(Team._meta.db_table), quote(User._meta.db_table)
+    team_id, manager, parent = (
+        quote(Team._meta.get_field(f).column) for f in ("id", "manager", "parent")
+    )
+    user_id, user_team = (quote(User._meta.get_field(f).column) for f in ("id", "team"))
+    sql = f"""
+        WITH RECURSIVE below(id) AS (
+            SELECT {team_id} FROM {team} WHERE {manager} = %s
+            UNION
+            SELECT t.{team_id} FROM {team} t JOIN below ON t.{parent} = below.id
+        )
+        SELECT 't', id FROM below
+        UNION ALL
+        SELECT 'u', {user_id} FROM {user} WHERE {user_team} IN (SELECT id FROM below)
+    """
+    team_ids: set[int] = set()
+    user_ids: set[int] = set()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [manager_id])
+        for kind, pk in cursor.fetchall():
+            (team_ids if kind == "t" else user_ids).add(pk)
+    return team_ids, user_ids
+
+
 def scope_for(user: User | None) -> Scope:
-    """Resolve a user's scope (two small queries for a manager, none otherwise).
+    """Resolve a user's scope (one small query for a manager, none otherwise).
 
     A manager's scope is kept on the user object, which Django loads once per request, so
     a page asking many times pays the queries once. It is reused only while the user's
@@ -100,17 +133,7 @@ def scope_for(user: User | None) -> Scope:
     memo = getattr(user, _MEMO_ATTR, None)
     if memo is not None and memo[0] == stamp:
         return memo[1]
-    # One read of the (small) team table gives both the teams the user manages and the
-    # tree below them; a second query their people.
-    tree: dict[int | None, list[int]] = {}
-    managed = []
-    teams = Team.objects.order_by().values_list("id", "parent_id", "manager_id")
-    for team_id, parent_id, manager_id in teams:
-        tree.setdefault(parent_id, []).append(team_id)
-        if manager_id == user.pk:
-            managed.append(team_id)
-    team_ids = subtree_ids(managed, tree) if managed else set()
-    user_ids = set(User.objects.filter(team_id__in=team_ids).values_list("id", flat=True))
+    team_ids, user_ids = _managed_subtree(user.pk)
     user_ids.add(user.pk)
     scope = Scope(everything=False, team_ids=frozenset(team_ids), user_ids=frozenset(user_ids))
     setattr(user, _MEMO_ATTR, (stamp, scope))

@@ -20,18 +20,25 @@ PINNED = {
     ("attainment", "cso"): 19,
     ("team", "cso"): 16,
     ("customers", "cso"): 21,
-    ("overview", "manager_east"): 18,
-    ("pipeline", "manager_east"): 20,
-    ("attainment", "manager_east"): 16,
-    ("team", "manager_east"): 14,
-    ("customers", "manager_east"): 5,
+    ("overview", "manager_east"): 17,
+    ("pipeline", "manager_east"): 19,
+    ("attainment", "manager_east"): 15,
+    ("team", "manager_east"): 13,
+    ("customers", "manager_east"): 4,
 }
-EXPECTED = {"sqlite": PINNED, "postgresql": PINNED}
+# On Postgres the pipeline page's waterfall rebuild runs without JIT
+# (apps.core.db.without_jit): a savepoint, SET LOCAL and its release, 3 statements more.
+EXPECTED = {
+    "sqlite": PINNED,
+    "postgresql": {
+        key: count + (3 if key[0] == "pipeline" else 0) for key, count in PINNED.items()
+    },
+}
 
 # A hit: the session and the user (as any signed-in page), the frame's one query (which
 # has the team table for the scope check) and, for a manager, the visibility policy's
-# two.
-HIT = {"cso": 3, "manager_east": 5}
+# one.
+HIT = {"cso": 3, "manager_east": 4}
 HIT_QUERIES = {"sqlite": HIT, "postgresql": HIT}
 
 

@@ -163,8 +163,8 @@ class TestPage:
         client.force_login(book.manager_east)
         client.get(INDEX)  # warm the session
         # A manager's scope is resolved once per request (the policy keeps it on the user
-        # object); the count is fixed, none per row.
-        with django_assert_num_queries(30):
+        # object, one query); the count is fixed, none per row.
+        with django_assert_num_queries(29):
             assert client.get(INDEX).status_code == 200
 
 

@@ -119,6 +119,25 @@ def test_team_manager_sees_only_their_team(org):
     assert list(visible_teams(org.north_mgr)) == [org.north]
 
 
+def test_a_manager_of_two_separate_teams_sees_both_subtrees(org):
+    # Given the North manager also runs West (in another branch of the tree)
+    org.west.manager = org.north_mgr
+    org.west.save()
+    scope = scope_for(type(org.north_mgr).objects.get(pk=org.north_mgr.pk))
+    assert scope.team_ids == org.ids("north", "west")
+    assert scope.user_ids == org.ids("north_mgr", "north_rep1", "north_rep2", "west_rep")
+
+
+def test_a_cycle_in_the_team_tree_ends_the_walk(org):
+    # Given bad data written around the model (a bulk write): EMEA under North, North
+    # under EMEA
+    type(org.emea).objects.filter(pk=org.emea.pk).update(parent=org.north)
+    scope = scope_for(type(org.north_mgr).objects.get(pk=org.north_mgr.pk))
+    # The walk visits each team once and stops
+    assert scope.team_ids == org.ids("emea", "north", "south")
+    assert org.south_rep.pk in scope.user_ids
+
+
 def test_rep_sees_only_themselves(org):
     scope = scope_for(org.north_rep1)
     assert scope.team_ids == frozenset()
