@@ -31,6 +31,21 @@ def _grain(*fields: str) -> list:
     ]
 
 
+def _loose_reference(to: str, *, null: bool = False) -> models.ForeignKey:
+    """A reference from a rollup row to a domain row, without a database constraint or an
+    index of its own: rollups are rebuilt from the domain tables (a deleted deal or person
+    simply drops out at the next rebuild), and each table's grain index already leads with
+    the columns its queries filter on."""
+    return models.ForeignKey(
+        to,
+        null=null,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+
+
 _DIMS = ("owner", "region", "segment", "product", "deal_type")
 
 
@@ -39,30 +54,10 @@ class DealDims(models.Model):
     product, deal type)."""
 
     month = models.DateField()
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
-    region = models.ForeignKey(
-        "org.Region",
-        null=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
+    owner = _loose_reference(settings.AUTH_USER_MODEL)
+    region = _loose_reference("org.Region", null=True)
     segment = models.CharField(max_length=16)
-    product = models.ForeignKey(
-        "crm.Product",
-        null=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
+    product = _loose_reference("crm.Product", null=True)
     deal_type = models.CharField(max_length=16)
 
     class Meta:
@@ -96,13 +91,7 @@ class PipelineRollup(DealDims):
     """Open deals (as of the rebuild) by expected close month x dims x stage x forecast
     category. ``weighted_amount`` is amount x stage probability / 100."""
 
-    stage = models.ForeignKey(
-        "crm.Stage",
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
+    stage = _loose_reference("crm.Stage")
     forecast_category = models.CharField(max_length=16)
     deals = models.IntegerField()
     amount = MoneyField()
@@ -147,21 +136,8 @@ class CloseDateMove(models.Model):
     deal's owner when its moves were last written (rewritten with every edit of its owner),
     so one owner's slipped-deal cells find their moves by index."""
 
-    deal = models.ForeignKey(
-        "crm.Opportunity",
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
+    deal = _loose_reference("crm.Opportunity")
+    owner = _loose_reference(settings.AUTH_USER_MODEL, null=True)
     changed_at = models.DateTimeField()
     old_close = models.DateField()
     new_close = models.DateField()
@@ -227,20 +203,8 @@ class DealFootprint(models.Model):
         db_constraint=False,
         related_name="+",
     )
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
-    account = models.ForeignKey(
-        "crm.Account",
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
+    owner = _loose_reference(settings.AUTH_USER_MODEL)
+    account = _loose_reference("crm.Account")
     close_month = models.DateField()
     first_change = models.DateField(null=True)
     last_change = models.DateField(null=True)
@@ -261,21 +225,8 @@ class AccountMrrRollup(models.Model):
     two month columns of this table; monthly churn is one row."""
 
     month = models.DateField()
-    account = models.ForeignKey(
-        "crm.Account",
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
-    region = models.ForeignKey(
-        "org.Region",
-        null=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
+    account = _loose_reference("crm.Account")
+    region = _loose_reference("org.Region", null=True)
     segment = models.CharField(max_length=16)
     mrr = MoneyField()
     next_mrr = MoneyField()
@@ -292,14 +243,7 @@ class AccountMrrRollup(models.Model):
 class _AccountDims(models.Model):
     """Region and segment of the account (the only filters customer KPIs take)."""
 
-    region = models.ForeignKey(
-        "org.Region",
-        null=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
+    region = _loose_reference("org.Region", null=True)
     segment = models.CharField(max_length=16)
 
     class Meta:
@@ -404,14 +348,7 @@ class NpsRollup(models.Model):
     """NPS responses by month x account region x segment, split by category."""
 
     month = models.DateField()
-    region = models.ForeignKey(
-        "org.Region",
-        null=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
+    region = _loose_reference("org.Region", null=True)
     segment = models.CharField(max_length=16)
     promoters = models.IntegerField()
     passives = models.IntegerField()
@@ -433,22 +370,8 @@ class QuotaRollup(models.Model):
     exactly one of ``rep`` and ``team`` is set, as on the quota."""
 
     month = models.DateField()
-    rep = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
-    team = models.ForeignKey(
-        "org.Team",
-        null=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
+    rep = _loose_reference(settings.AUTH_USER_MODEL, null=True)
+    team = _loose_reference("org.Team", null=True)
     amount = MoneyField()
 
     class Meta:
@@ -507,13 +430,7 @@ class DirtyDeal(models.Model):
     is ``deals`` (closed and pipeline rollups) or ``stages`` (its stage history too)."""
 
     area = models.CharField(max_length=16, choices=DirtyMonth.Area.choices[:2])
-    deal = models.ForeignKey(
-        "crm.Opportunity",
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
+    deal = _loose_reference("crm.Opportunity")
     marked_at = models.DateTimeField(auto_now_add=True)
 
     # No unique key, for the reason given on DirtyMonth.
