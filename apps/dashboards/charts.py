@@ -19,6 +19,8 @@ from typing import Any
 import plotly
 import plotly.graph_objects as go
 
+from apps.dashboards import formatting
+
 # One palette for every page: brand blue for "actual", slate for targets, and the KPI's
 # direction deciding green (good) or red (bad).
 COLORS = {
@@ -272,6 +274,14 @@ def pipeline_by_close_month(
     return chart_layout(fig, title, money=money)
 
 
+def _signed_money(value: float | None, symbol: str) -> str:
+    """A compact amount with the sign before the currency symbol: "-$55.0K"."""
+    if value is None:
+        return formatting.EM_DASH
+    sign = "-" if value < 0 else ""
+    return f"{sign}{symbol}{formatting.compact_number(abs(value))}"
+
+
 def pipeline_waterfall(
     *,
     start: Number,
@@ -298,7 +308,12 @@ def pipeline_waterfall(
             totals={"marker": {"color": COLORS["actual"]}},
             connector={"line": {"color": COLORS["grid"]}},
             customdata=[None, *step_urls, None] if step_urls else None,
-            texttemplate=money + "%{y:,.3s}",
+            # The labels as the tables write money: the sign before the symbol ("-$55.0K",
+            # where a d3 format puts it after: "$-55.0k"), and not clipped when a bar
+            # reaches the top of the plot.
+            text=[_signed_money(v, money) for v in values],
+            texttemplate="%{text}",
+            cliponaxis=False,
             hovertemplate="%{x}: " + money + "%{y:,.0f}<extra></extra>",
         )
     )

@@ -69,3 +69,26 @@ def test_a_figure_with_its_own_template_keeps_it():
     fig = charts.sparkline([1, 2])
     fig.update_layout(template="simple_white")
     assert "template" in charts.figure_json(fig)["layout"]
+
+
+def test_waterfall_labels_put_the_sign_before_the_symbol_and_are_not_clipped():
+    # Given a pipeline that rose by new deals and fell by lost ones
+    fig = charts.figure_json(
+        charts.pipeline_waterfall(
+            start=Decimal("31660999.80"),
+            steps=[("New", Decimal("647999.92")), ("Lost", Decimal("-55000.00"))],
+            end=Decimal("32253999.72"),
+            start_label="On 23 Oct",
+            end_label="Now",
+            title="What changed",
+            money="$",
+            step_urls=["/new", "/lost"],
+        )
+    )
+    (trace,) = fig["data"]
+    # Then each bar is labelled as the tables write money, a fall as "-$55.0K"
+    assert trace["text"] == ["$31.7M", "$648.0K", "-$55.0K", "$32.3M"]
+    assert trace["texttemplate"] == "%{text}"
+    # And a label above the tallest bar is drawn outside the plot area, not cut off
+    assert trace["cliponaxis"] is False
+    assert trace["customdata"] == [None, "/new", "/lost", None]
