@@ -274,12 +274,14 @@ def pipeline_by_close_month(
     return chart_layout(fig, title, money=money)
 
 
-def _signed_money(value: float | None, symbol: str) -> str:
-    """A compact amount with the sign before the currency symbol: "-$55.0K"."""
+def _signed_money(value: float | None, symbol: str, *, whole: bool = False) -> str:
+    """An amount with the sign before the currency symbol: compact ("-$55.0K") or, with
+    ``whole``, in whole units ("-$55,000")."""
     if value is None:
         return formatting.EM_DASH
     sign = "-" if value < 0 else ""
-    return f"{sign}{symbol}{formatting.compact_number(abs(value))}"
+    amount = f"{abs(value):,.0f}" if whole else formatting.compact_number(abs(value))
+    return f"{sign}{symbol}{amount}"
 
 
 def pipeline_waterfall(
@@ -314,7 +316,8 @@ def pipeline_waterfall(
             text=[_signed_money(v, money) for v in values],
             texttemplate="%{text}",
             cliponaxis=False,
-            hovertemplate="%{x}: " + money + "%{y:,.0f}<extra></extra>",
+            hovertext=[_signed_money(v, money, whole=True) for v in values],
+            hovertemplate="%{x}: %{hovertext}<extra></extra>",
         )
     )
     fig = chart_layout(fig, title, money=money)
@@ -526,7 +529,8 @@ def simple_bars(
             marker_color=list(colors) if colors else COLORS["actual"],
             text=list(text) if text else None,
             textposition="outside",
-            hovertemplate="%{x}: " + money + "%{y:,.0f}<extra></extra>",
+            hovertext=[_signed_money(v, money, whole=True) for v in values],
+            hovertemplate="%{x}: %{hovertext}<extra></extra>",
         )
     )
     fig = chart_layout(fig, title, money=money)

@@ -88,6 +88,7 @@ def test_waterfall_labels_put_the_sign_before_the_symbol_and_are_not_clipped():
     (trace,) = fig["data"]
     # Then each bar is labelled as the tables write money, a fall as "-$55.0K"
     assert trace["text"] == ["$31.7M", "$648.0K", "-$55.0K", "$32.3M"]
+    assert trace["hovertext"] == ["$31,661,000", "$648,000", "-$55,000", "$32,254,000"]
     assert trace["texttemplate"] == "%{text}"
     # And a label above the tallest bar is drawn outside the plot area, not cut off
     assert trace["cliponaxis"] is False
