@@ -425,13 +425,16 @@ def mrr_movements(
     }
     fig = go.Figure()
     for name, values in movements.items():
+        amounts = [as_float(v) for v in values]
         fig.add_bar(
             x=list(labels),
-            y=[as_float(v) for v in values],
+            y=amounts,
             name=name,
             marker_color=colors.get(name, COLORS["neutral"]),
             customdata=list((urls or {}).get(name, [])) or None,
-            hovertemplate="%{x}: " + money + "%{y:,.0f}<extra>" + name + "</extra>",
+            # Contraction and churn are negative: the sign goes before the symbol.
+            hovertext=[_signed_money(v, money, whole=True) for v in amounts],
+            hovertemplate="%{x}: %{hovertext}<extra>" + name + "</extra>",
         )
     fig.add_scatter(
         x=list(labels),

@@ -93,3 +93,18 @@ def test_waterfall_labels_put_the_sign_before_the_symbol_and_are_not_clipped():
     # And a label above the tallest bar is drawn outside the plot area, not cut off
     assert trace["cliponaxis"] is False
     assert trace["customdata"] == [None, "/new", "/lost", None]
+
+
+def test_mrr_movement_hover_puts_the_sign_before_the_symbol():
+    fig = charts.figure_json(
+        charts.mrr_movements(
+            ["Oct", "Nov"],
+            {"New": [Decimal("1200"), None], "Churn": [Decimal("-300"), Decimal("0")]},
+            [Decimal("900"), Decimal("900")],
+            title="MRR",
+            money="$",
+        )
+    )
+    new, churn, _closing = fig["data"]
+    assert new["hovertext"] == ["$1,200", "\u2014"]
+    assert churn["hovertext"] == ["-$300", "$0"]
