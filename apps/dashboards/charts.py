@@ -228,13 +228,20 @@ def pipeline_funnel(stages: Sequence[FunnelStage], *, title: str, money: str) ->
         rate = "\u2014" if s.conversion is None else f"{float(s.conversion) * 100:.0f}%"
         return f"{s.label} \u2192 {rate}"
 
+    def deals(s: FunnelStage) -> str:
+        return f"{s.deals:,} deal" if s.deals == 1 else f"{s.deals:,} deals"
+
+    amounts = [as_float(s.amount) for s in stages]
     fig = go.Figure(
         go.Funnel(
             y=[label(s) for s in stages],
-            x=[as_float(s.amount) for s in stages],
-            text=[f"{s.deals:,} deals" for s in stages],
-            textinfo="text+value",
-            texttemplate=f"{money}%{{value:,.3s}} \u00b7 %{{text}}",
+            x=amounts,
+            text=[deals(s) for s in stages],
+            # Compact amounts as the tiles and tables write them ("$15.7K", not "$15.7k").
+            texttemplate=[
+                f"{_signed_money(a, money)} \u00b7 {deals(s)}"
+                for a, s in zip(amounts, stages, strict=True)
+            ],
             marker={"color": COLORS["actual"]},
             connector={"line": {"color": COLORS["grid"]}},
             customdata=[s.url for s in stages],

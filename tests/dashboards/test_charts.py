@@ -108,3 +108,15 @@ def test_mrr_movement_hover_puts_the_sign_before_the_symbol():
     new, churn, _closing = fig["data"]
     assert new["hovertext"] == ["$1,200", "\u2014"]
     assert churn["hovertext"] == ["-$300", "$0"]
+
+
+def test_funnel_labels_write_money_as_the_tables_and_count_deals_in_words():
+    stages = [
+        charts.FunnelStage("Prospecting", 1, Decimal("15700"), Decimal("0.89"), "/p"),
+        charts.FunnelStage("Negotiation", 56, Decimal("4400000"), None, "/n"),
+    ]
+    fig = charts.figure_json(charts.pipeline_funnel(stages, title="Funnel", money="$"))
+    (trace,) = fig["data"]
+    assert trace["texttemplate"] == ["$15.7K \u00b7 1 deal", "$4.4M \u00b7 56 deals"]
+    assert trace["y"] == ["Prospecting \u2192 89%", "Negotiation \u2192 \u2014"]
+    assert trace["customdata"] == ["/p", "/n"]
