@@ -544,6 +544,13 @@ def _build_pipeline(
     by_owner, owner_params = _owner_sql("o.owner_id", owner)
     where, params = where + by_owner, params + owner_params
     converted = _converted("o.amount", "o.currency", "r")
+    # Open deals by their stage ids, not by the joined stage's outcome: the planner then
+    # estimates them from the deals' own statistics on stage_id. Through the join it
+    # assumed deals spread evenly over the stages (714k open deals expected at a million
+    # deals, where 93k are open) and hashed all 570k accounts for them; now it reads the
+    # open deals by index and hashes them instead (0.7 s -> 0.5 s).
+    open_ids = list(Stage.objects.filter(outcome=Stage.Outcome.OPEN).values_list("id", flat=True))
+    open_stages = f"o.stage_id IN ({', '.join(['%s'] * len(open_ids))})" if open_ids else "1 = 0"
     sql = f"""
         INSERT INTO {into or _table(PipelineRollup)}
             (month, owner_id, region_id, segment, product_id, deal_type, stage_id,
@@ -555,10 +562,10 @@ def _build_pipeline(
         JOIN {_table(Stage)} s ON s.id = o.stage_id
         JOIN {_table(Account)} a ON a.id = o.account_id
         LEFT JOIN {_table(DailyRate)} r ON r.currency = o.currency AND r.day = o.close_date
-        WHERE s.outcome = 'open'{where}
+        WHERE {open_stages}{where}
         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
     """
-    return _execute(sql, [base, base, *params])
+    return _execute(sql, [base, base, *open_ids, *params])
 
 
 def stage_levels() -> tuple[dict[int, int], int]:

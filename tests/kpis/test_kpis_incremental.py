@@ -13,7 +13,7 @@ from django.db import transaction
 
 from apps.core.models import JobRun
 from apps.core.selectors import last_successful_run
-from apps.crm.models import Opportunity
+from apps.crm.models import Opportunity, Stage
 from apps.kpis import services
 from apps.kpis.models import (
     AccountMrrRollup,
@@ -536,3 +536,22 @@ def test_deal_cells_and_whole_months_in_one_update(
     incremental = snapshot()
     services.rollups_rebuild()
     assert snapshot() == incremental
+
+
+@pytest.mark.django_db
+def test_the_pipeline_rollup_follows_the_stages_outcomes_at_rebuild(world):
+    w = world
+    w.deal(
+        owner=w.rep_a,
+        amount="100",
+        stage="propose",
+        created=date(2024, 6, 1),
+        close=date(2024, 8, 1),
+    )
+    services.rollups_rebuild()
+    assert PipelineRollup.objects.filter(owner=w.rep_a).exists()
+    # When every stage is made a closing one (the builder reads the open stage ids anew)
+    Stage.objects.update(outcome=Stage.Outcome.LOST, probability=0)
+    services.rollups_rebuild()
+    # Then no deal is open pipeline any more
+    assert not PipelineRollup.objects.exists()
