@@ -389,8 +389,8 @@ def _moves_cached(
     each of its steps share one rebuild from history, and the step totals always match
     the lists. Only the step lists are kept, not the whole list as well: a step's list
     reads its own (a third of the moves for "new" at a million deals: unpickling them all
-    took 0.6 s), and pickling the 100,000 moves of a month at a million deals twice took
-    0.6 s of a cold page."""
+    took 0.6 s), and pickling the 100,000 moves of the last 30 days at a million deals
+    twice took 0.6 s of a cold page."""
     found = pipeline_moves(user=user, period=period, scope=scope, filters=filters, since=since)
     by_step: dict[str, list[PipelineMove]] = {step: [] for step, _ in WATERFALL_STEPS}
     for move in found[2]:
