@@ -480,7 +480,7 @@ def frame_state(*, user: User) -> FrameState:
     rollup run, the team table, and the active reps the viewer may see, the regions and
     the products (small tables: a few hundred rows at most). The choices are limited by
     the viewer's scope from :func:`apps.org.policy.scope_for` (no query for an executive
-    or a rep, the policy's own three for a manager, kept for the request).
+    or a rep, the policy's own one for a manager, kept for the request).
 
     Hand-written SQL because every dashboard page runs it on every request: composing the
     same UNION of six parts with the ORM took longer than the query itself (about 3 ms a
