@@ -250,6 +250,22 @@ UPSERT_ATTRS: dict[str, str] = {
 #: An empty value keeps the stored one (or the default) for these, as in the CSV import;
 #: other empty fields are cleared (no product, no source, no lost reason).
 _KEEP_ON_EMPTY = frozenset({"name", "currency", "forecast_category", "deal_type"})
+
+
+def new_deal_values() -> dict[str, Any]:
+    """The attributes a new deal starts from before a row's cells apply (the bulk upsert's
+    and the CSV import's): no product, the base currency, no forecast category, a new
+    business deal, no source, no lost reason."""
+    return {
+        "product_id": None,
+        "currency": settings.BASE_CURRENCY,
+        "forecast_category": None,
+        "deal_type": "new",
+        "source": "",
+        "lost_reason": "",
+    }
+
+
 _TRACKED_ATTRS = tuple(UPSERT_ATTRS[f] for f in TRACKED_FIELDS)
 
 
@@ -472,14 +488,7 @@ def opportunities_upsert(
             )
             continue
         if old is None:
-            values: dict[str, Any] = {
-                "product_id": None,
-                "currency": base,
-                "forecast_category": None,
-                "deal_type": "new",
-                "source": "",
-                "lost_reason": "",
-            }
+            values: dict[str, Any] = new_deal_values()
         else:
             values = {attr: old[attr] for attr in UPSERT_ATTRS.values()}
         bad = False

@@ -38,6 +38,7 @@ from apps.crm.models import (
 from apps.crm.services import (
     TRACKED_FIELDS,
     UPSERT_ATTRS,
+    new_deal_values,
     opportunity_create,
     opportunity_update,
 )
@@ -1040,7 +1041,6 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
                 existing[values[1]] = (values[0], dict(zip(attrs, values[2:], strict=True)))
     plan = Plan()
     changes: list[OppChange] = []
-    base = settings.BASE_CURRENCY
     categories: dict[tuple[int, str | None], str] = {}  # (stage, requested) -> category
     steps = [
         (
@@ -1055,14 +1055,7 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
     getter = operator.itemgetter(*present)
     cells_of = getter if len(present) > 1 else (lambda record: (getter(record),))
     positions = range(len(present))
-    new_defaults = {
-        "product_id": None,
-        "currency": base,
-        "forecast_category": None,
-        "deal_type": "new",
-        "source": "",
-        "lost_reason": "",
-    }
+    new_defaults = new_deal_values()
     for record in records:
         line = record["_line"]
         stored = existing.get(record["external_id"])
