@@ -75,8 +75,15 @@ class KindSpec:
         return [name for name, spec in self.fields.items() if spec.type in ("enum", "ref")]
 
 
+#: The largest amount a money column holds (apps.core.models.MoneyField: 18 digits, 2 of
+#: them decimals); a larger one is refused with the others, not by the database.
+MONEY_MAX = Decimal("9999999999999999.99")
+
+
 def _money(required: bool = True, **kw) -> FieldSpec:
-    return FieldSpec("decimal", required=required, places=2, minimum=Decimal(0), **kw)
+    return FieldSpec(
+        "decimal", required=required, places=2, minimum=Decimal(0), maximum=MONEY_MAX, **kw
+    )
 
 
 KINDS: dict[str, KindSpec] = {

@@ -260,6 +260,15 @@ def resolve_columns(
     return columns, errors
 
 
+def mapping_value_maps(mapping: ImportMapping) -> dict[str, dict[str, Any]]:
+    """The mapping's value maps as :func:`cell_outcome` reads them: by field, the source
+    value (trimmed, lower case) -> our value."""
+    return {
+        name: {k.strip().lower(): v for k, v in table.items()}
+        for name, table in mapping.values.items()
+    }
+
+
 def read_records(
     headers: Sequence[str],
     rows: Iterable[tuple[int, Any]],
@@ -274,10 +283,7 @@ def read_records(
     result = ReadResult(present=present, errors=header_errors)
     if header_errors:
         return result
-    value_maps = {
-        name: {k.strip().lower(): v for k, v in table.items()}
-        for name, table in mapping.values.items()
-    }
+    value_maps = mapping_value_maps(mapping)
     plan = [
         (
             name,
@@ -320,7 +326,7 @@ def read_records(
             out = _convert_column(name, field_spec, raw, len(lines), values, default, memo, mapping)
             if out[1]:
                 for i, outcome in enumerate(out[0]):
-                    if outcome is _MISSING_REQUIRED:
+                    if outcome is MISSING_REQUIRED:
                         result.errors.append(RowError(lines[i], name, "missing required value."))
                         bad.add(i)
                     elif isinstance(outcome, CellError):
@@ -359,8 +365,8 @@ def _convert_column(
     when the file has no such column), and whether any of them is an error.
     Only text and absent cells are remembered: 1, 1.0 and True are equal dict keys."""
     if raw is None:
-        outcome = _cell_outcome(name, field_spec, None, values, default, mapping)
-        return [outcome] * size, _is_error(outcome)
+        outcome = cell_outcome(name, field_spec, None, values, default, mapping)
+        return [outcome] * size, is_error(outcome)
     if field_spec.type == "text" and values is None and name != "country":
         # Plain text, all of it present: the value is the stripped text if it fits.
         try:
@@ -370,13 +376,13 @@ def _convert_column(
         limit = field_spec.max_length
         if texts and "" not in texts and (not limit or max(map(len, texts)) <= limit):
             return texts, False
-    if _plain_decimals(field_spec, values, mapping):
+    if plain_decimals(field_spec, values, mapping):
         # Amounts written plainly (digits, at most ``places`` decimals): no check can fail.
         try:
             texts = list(map(str.strip, raw))
         except TypeError:  # not all text: one by one
             texts = None
-        pattern = _PLAIN_DECIMAL[field_spec.places]
+        pattern = PLAIN_DECIMAL[field_spec.places]
         if texts and all(map(pattern.fullmatch, texts)):
             step = Decimal(1).scaleb(-field_spec.places)
             return [Decimal(text).quantize(step) for text in texts], False
@@ -385,7 +391,7 @@ def _convert_column(
     except TypeError:  # an unhashable value (a JSON list or object from the API)
         out = [_UNSEEN] * len(raw)
     # A remembered error (its key is in ``memo`` under _ERRORS) may be among the hits.
-    has_error = _ERRORS in memo and any(map(_is_error, out))
+    has_error = _ERRORS in memo and any(map(is_error, out))
     if _UNSEEN not in out:
         return out, has_error
     for i, outcome in enumerate(out):
@@ -395,42 +401,44 @@ def _convert_column(
         if value is None or value.__class__ is str:
             outcome = memo.get(value, _UNSEEN)
             if outcome is _UNSEEN:
-                outcome = _cell_outcome(name, field_spec, value, values, default, mapping)
+                outcome = cell_outcome(name, field_spec, value, values, default, mapping)
                 if len(memo) < MEMO_MAX_VALUES:
                     memo[value] = outcome
-                    if _is_error(outcome):
+                    if is_error(outcome):
                         memo[_ERRORS] = True
         else:
-            outcome = _cell_outcome(name, field_spec, value, values, default, mapping)
+            outcome = cell_outcome(name, field_spec, value, values, default, mapping)
         out[i] = outcome
-        if not has_error and _is_error(outcome):
+        if not has_error and is_error(outcome):
             has_error = True
     return out, has_error
 
 
 #: Non-negative decimals of at most 16 integer digits and N decimals, by N.
-_PLAIN_DECIMAL = {n: re.compile(rf"[0-9]{{1,16}}(?:\.[0-9]{{1,{n}}})?") for n in range(1, 10)}
+PLAIN_DECIMAL = {n: re.compile(rf"[0-9]{{1,16}}(?:\.[0-9]{{1,{n}}})?") for n in range(1, 10)}
 
 
-def _plain_decimals(
+def plain_decimals(
     field_spec: FieldSpec, values: dict[str, Any] | None, mapping: ImportMapping
 ) -> bool:
-    """Whether every plainly written number is valid for this field (zero or more, no
-    maximum, the mapping's decimal point a dot), so that such a column needs no checks."""
+    """Whether every plainly written number is valid for this field (zero or more, with no
+    maximum below the largest plain number, the mapping's decimal point a dot), so that
+    such a column needs no checks."""
+    if field_spec.type != "decimal" or not 1 <= field_spec.places < 10:
+        return False
+    largest = Decimal(10**16) - Decimal(1).scaleb(-field_spec.places)  # 16 digits, N decimals
     return (
-        field_spec.type == "decimal"
-        and values is None
-        and 1 <= field_spec.places < 10
+        values is None
         and field_spec.minimum == 0
         and not field_spec.exclusive_minimum
-        and field_spec.maximum is None
+        and (field_spec.maximum is None or field_spec.maximum >= largest)
         and mapping.decimal_separator == "."
         and mapping.thousands_separator != "."
     )
 
 
-def _is_error(outcome: Any) -> bool:
-    return outcome is _MISSING_REQUIRED or isinstance(outcome, CellError)
+def is_error(outcome: Any) -> bool:
+    return outcome is MISSING_REQUIRED or isinstance(outcome, CellError)
 
 
 #: Distinct texts remembered per column; a column of unique values (ids, names, amounts)
@@ -440,10 +448,10 @@ _UNSEEN = object()
 #: The key under which a column's memo notes that it holds an error outcome.
 _ERRORS = object()
 #: A required cell that is empty (after values and defaults).
-_MISSING_REQUIRED = object()
+MISSING_REQUIRED = object()
 
 
-def _cell_outcome(
+def cell_outcome(
     name: str,
     field_spec: FieldSpec,
     raw: Any,
@@ -452,7 +460,7 @@ def _cell_outcome(
     mapping: ImportMapping,
 ) -> Any:
     """One cell through the mapping's values and defaults to its field's value: the value,
-    None (an empty optional cell), ``_MISSING_REQUIRED`` or the :class:`CellError`."""
+    None (an empty optional cell), ``MISSING_REQUIRED`` or the :class:`CellError`."""
     if isinstance(raw, str):
         raw = raw.strip()
     if values is not None and raw not in (None, ""):
@@ -462,7 +470,7 @@ def _cell_outcome(
     if raw is None or raw == "":
         raw = default
     if raw == "":
-        return _MISSING_REQUIRED if field_spec.required else None
+        return MISSING_REQUIRED if field_spec.required else None
     try:
         return convert_cell(name, field_spec, raw, mapping)
     except CellError as exc:
