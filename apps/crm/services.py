@@ -249,7 +249,7 @@ UPSERT_ATTRS: dict[str, str] = {
 }
 #: An empty value keeps the stored one (or the default) for these, as in the CSV import;
 #: other empty fields are cleared (no product, no source, no lost reason).
-_KEEP_ON_EMPTY = frozenset({"name", "currency", "forecast_category", "deal_type"})
+KEEP_ON_EMPTY = frozenset({"name", "currency", "forecast_category", "deal_type"})
 
 
 def new_deal_values() -> dict[str, Any]:
@@ -495,7 +495,7 @@ def opportunities_upsert(
         for name in present:
             value = record.get(name)
             if value is None or value == "":
-                if name in _KEEP_ON_EMPTY:
+                if name in KEEP_ON_EMPTY:
                     continue
                 value = None if name == "product" else ""
             elif name in ("account", "product", "owner"):

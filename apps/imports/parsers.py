@@ -94,7 +94,7 @@ def decode_text(data: bytes, encoding: str) -> str:
         ) from None
 
 
-def _check_headers(raw: Sequence[Any]) -> list[str]:
+def check_headers(raw: Sequence[Any]) -> list[str]:
     headers = ["" if h is None else str(h).strip() for h in raw]
     seen: set[str] = set()
     for header in headers:
@@ -108,7 +108,7 @@ def _check_headers(raw: Sequence[Any]) -> list[str]:
     return headers
 
 
-def _pick_delimiter(first_line: str) -> str:
+def pick_delimiter(first_line: str) -> str:
     counts = {d: first_line.count(d) for d in CSV_DELIMITERS}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] else ","
@@ -123,7 +123,7 @@ def parse_csv(data: bytes, *, encoding: str = "utf-8") -> ParsedFile:
     if not text.strip():
         raise FileProblem("the file is empty.")
     first_line = text.split("\n", 1)[0]
-    delimiter = _pick_delimiter(first_line)
+    delimiter = pick_delimiter(first_line)
     records: Iterator[list[str]]
     plain_lines = _plain_lines(text)
     if plain_lines is not None:
@@ -134,7 +134,7 @@ def parse_csv(data: bytes, *, encoding: str = "utf-8") -> ParsedFile:
     else:
         records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        headers = _check_headers(next(records))
+        headers = check_headers(next(records))
     except csv.Error as exc:
         raise FileProblem(f"the header is not valid CSV: {exc}.", line=1) from None
     width = len(headers)
@@ -209,7 +209,7 @@ def parse_xlsx(data: bytes, *, sheet: str = "") -> ParsedFile:
     header_row = next(iterator, None)
     if header_row is None or not any(v not in (None, "") for v in header_row):
         raise FileProblem("the file is empty.")
-    headers = _check_headers(header_row)
+    headers = check_headers(header_row)
     width = len(headers)
 
     def rows() -> Iterator[tuple[int, Sequence[Any]]]:

@@ -36,6 +36,7 @@ from apps.crm.models import (
     Stage,
 )
 from apps.crm.services import (
+    KEEP_ON_EMPTY,
     TRACKED_FIELDS,
     UPSERT_ATTRS,
     new_deal_values,
@@ -959,6 +960,12 @@ TRACKED_ATTRS = tuple(f"{f}_id" if f in ("stage", "owner") else f for f in TRACK
 COPY_COLUMNS = ("id", "external_id", *OPP_ATTRS.values(), "changed_fields")
 
 
+def opp_empty_rule(name: str) -> tuple[str, bool, Any]:
+    """What an empty cell of deal field ``name`` does: (its attribute, whether it keeps the
+    stored value, or a new deal's default, and else the value it clears the field to)."""
+    return OPP_ATTRS[name], name in KEEP_ON_EMPTY, "" if name in OPP_TEXT else None
+
+
 def category_for(outcome: str, requested: str | None) -> str:
     """The same rule as apps.crm.services: won is closed, lost is omitted, and an open deal
     keeps its category unless none (or 'closed') was given, which means pipeline."""
@@ -1042,14 +1049,7 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
     plan = Plan()
     changes: list[OppChange] = []
     categories: dict[tuple[int, str | None], str] = {}  # (stage, requested) -> category
-    steps = [
-        (
-            OPP_ATTRS[f],
-            f in ("forecast_category", "deal_type", "currency", "name"),
-            "" if f in OPP_TEXT else None,
-        )
-        for f in present
-    ]
+    steps = [opp_empty_rule(f) for f in present]
     present_attrs = [attr for attr, _, _ in steps]
     # Every present field is a key of every record (read_records gives them all).
     getter = operator.itemgetter(*present)
@@ -1124,7 +1124,7 @@ def plan_opportunities(records: list[dict[str, Any]], ctx: Context) -> Plan:
         else:
             _write_opps_bulk(changes, ctx)
         if path != "services" and changes:
-            transaction.on_commit(lambda: _rollup_deals(**rollup_args), robust=True)
+            transaction.on_commit(lambda: rollup_deals(**rollup_args), robust=True)
 
     plan.write = write
     return plan
@@ -1222,15 +1222,8 @@ def _write_opps_bulk(changes: list[OppChange], ctx: Context) -> None:
 
 
 def _write_opps_copy(changes: list[OppChange], ctx: Context) -> None:
-    """Postgres: COPY the planned rows into a temporary table, then one statement for the
-    new deals and their ``created`` history rows (an INSERT whose RETURNING feeds the
-    history INSERT), one UPDATE for the changed deals (joined on the id found when they
-    were compared) and one INSERT for their history rows: three passes over the staged
-    rows, whatever their number, and no lookup of the deals by external id.
-
-    When the deals (or history rows) written outnumber those stored, the secondary
-    indexes of that table are dropped before the load and built again after it, in this
-    transaction (see :func:`_secondary_indexes_dropped`)."""
+    """Postgres: COPY the planned rows into a temporary table, then load them from it with
+    :func:`load_staged_deals`."""
     if not changes:
         return
     attrs = list(OPP_ATTRS.values())
@@ -1247,77 +1240,115 @@ def _write_opps_copy(changes: list[OppChange], ctx: Context) -> None:
     updated_tracked = sum(
         1 for change in changes if change.existing_id is not None and change.tracked
     )
-    opp = Opportunity._meta.db_table
-    hist = OpportunityHistory._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS import_opportunity_stage")
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE_RELATION}")
         cursor.execute(
-            "CREATE TEMPORARY TABLE import_opportunity_stage ("
+            f"CREATE TEMPORARY TABLE {STAGE_RELATION} ("
             + ", ".join(f"{c} {COPY_COLUMN_TYPES[c]}" for c in COPY_COLUMNS)
             + ") ON COMMIT DROP"
         )
         not_null = ", ".join(c for c in COPY_COLUMNS if COPY_COLUMN_TYPES[c].startswith("varchar"))
         cursor.cursor.copy_expert(
-            f"COPY import_opportunity_stage ({', '.join(COPY_COLUMNS)}) FROM STDIN "
+            f"COPY {STAGE_RELATION} ({', '.join(COPY_COLUMNS)}) FROM STDIN "
             f"WITH (FORMAT csv, FORCE_NOT_NULL ({not_null}))",
             buffer,
         )
         del buffer
-        skip_row_checks = _references_locked_and_checked(cursor, ctx, changes)
-        # Sorts and hashes of a million rows (index builds, the UPDATE's join) stay in
-        # memory instead of spilling to disk; for this transaction only.
-        cursor.execute("SET LOCAL work_mem = %s", [IMPORT_WORK_MEM])
-        cursor.execute("SET LOCAL maintenance_work_mem = %s", [IMPORT_MAINTENANCE_WORK_MEM])
-        rebuild: list[str] = []
-        rebuild += _secondary_indexes_dropped(cursor, opp, rows_written=len(changes))
-        if new + updated_tracked:
-            rebuild += _secondary_indexes_dropped(cursor, hist, rows_written=new + updated_tracked)
-        history_columns = (
-            "opportunity_id, changed_at, changed_by_id, source, changed_fields, stage_id, "
-            "amount, currency, close_date, owner_id, forecast_category"
+        ids = {column: {c.values[column] for c in changes} - {None} for column, _ in OPP_REFERENCES}
+        load_staged_deals(
+            cursor, ctx, ids=ids, total=len(changes), new=new, updated_tracked=updated_tracked
         )
-        history_params = [ctx.now, getattr(ctx.user, "pk", None), ctx.source]
-        if new:
-            staged = ", ".join(["external_id", *attrs])
-            cursor.execute(
-                f"WITH created AS (INSERT INTO {opp} ({staged}, updated_at) "
-                f"SELECT {staged}, %s FROM import_opportunity_stage WHERE id IS NULL "
-                "RETURNING id, stage_id, amount, currency, close_date, owner_id, "
-                f"forecast_category) INSERT INTO {hist} ({history_columns}) "
-                "SELECT id, %s, %s, %s, 'created', stage_id, amount, currency, close_date, "
-                "owner_id, forecast_category FROM created",
-                [ctx.now, *history_params],
-            )
-        if new < len(changes):
-            # The stored deals were locked when they were compared (the whole table for
-            # a large import), so the ids found then are still theirs.
-            cursor.execute("ANALYZE import_opportunity_stage")
-            assignments = ", ".join(f"{a} = s.{a}" for a in attrs)
-            cursor.execute(
-                f"UPDATE {opp} o SET {assignments}, updated_at = %s "
-                "FROM import_opportunity_stage s WHERE s.id IS NOT NULL AND o.id = s.id",
-                [ctx.now],
-            )
-        if updated_tracked:
-            cursor.execute(
-                f"INSERT INTO {hist} ({history_columns}) "
-                "SELECT s.id, %s, %s, %s, s.changed_fields, s.stage_id, s.amount, s.currency, "
-                "s.close_date, s.owner_id, s.forecast_category FROM import_opportunity_stage s "
-                "WHERE s.id IS NOT NULL AND s.changed_fields <> ''",
-                history_params,
-            )
-        if rebuild:
-            # PostgreSQL builds no index on a table with queued trigger events (the row
-            # foreign-key checks when they were not skipped, or earlier writes of the
-            # transaction): run those checks now instead of at commit (Django's
-            # check_constraints: SET CONSTRAINTS ALL IMMEDIATE, then back to DEFERRED,
-            # the mode of every deferrable constraint of the schema).
-            connection.check_constraints()
-        for definition in rebuild:
-            cursor.execute(definition)
-        if skip_row_checks:
-            cursor.execute("SET LOCAL session_replication_role = origin")
-        cursor.execute("DROP TABLE import_opportunity_stage")
+        cursor.execute(f"DROP TABLE {STAGE_RELATION}")
+
+
+#: The relation :func:`load_staged_deals` reads: a temporary table of planned rows (the
+#: COPY path), or a temporary view over the raw file (apps.imports.sqlload).
+STAGE_RELATION = "import_opportunity_stage"
+
+
+def load_staged_deals(
+    cursor: Any,
+    ctx: Context,
+    *,
+    ids: dict[str, set[int]],
+    total: int,
+    new: int,
+    updated_tracked: int,
+) -> int:
+    """Write the deals of :data:`STAGE_RELATION` (columns :data:`COPY_COLUMNS`; ``id`` NULL
+    for a new deal) and their history rows: one statement for the new deals and their
+    ``created`` history rows (an INSERT whose RETURNING feeds the history INSERT), one
+    UPDATE for the changed deals (joined on the id found when they were compared) and one
+    INSERT for their history rows: three passes over the staged rows, whatever their
+    number, and no lookup of the deals by external id. ``ids`` are the distinct ids each
+    reference column names (checked and locked first); ``total`` the staged rows, ``new``
+    the new deals among them, ``updated_tracked`` the changed deals that get a history row.
+    Returns the number of deals inserted.
+
+    When the deals (or history rows) written outnumber those stored, the secondary
+    indexes of that table are dropped before the load and built again after it, in this
+    transaction (see :func:`_secondary_indexes_dropped`)."""
+    attrs = list(OPP_ATTRS.values())
+    opp = Opportunity._meta.db_table
+    hist = OpportunityHistory._meta.db_table
+    stage = STAGE_RELATION
+    skip_row_checks = _references_locked_and_checked(cursor, ctx, ids)
+    # Sorts and hashes of a million rows (index builds, the UPDATE's join) stay in
+    # memory instead of spilling to disk; for this transaction only.
+    cursor.execute("SET LOCAL work_mem = %s", [IMPORT_WORK_MEM])
+    cursor.execute("SET LOCAL maintenance_work_mem = %s", [IMPORT_MAINTENANCE_WORK_MEM])
+    rebuild: list[str] = []
+    rebuild += _secondary_indexes_dropped(cursor, opp, rows_written=total)
+    if new + updated_tracked:
+        rebuild += _secondary_indexes_dropped(cursor, hist, rows_written=new + updated_tracked)
+    history_columns = (
+        "opportunity_id, changed_at, changed_by_id, source, changed_fields, stage_id, "
+        "amount, currency, close_date, owner_id, forecast_category"
+    )
+    history_params = [ctx.now, getattr(ctx.user, "pk", None), ctx.source]
+    inserted = 0
+    if new:
+        staged = ", ".join(["external_id", *attrs])
+        cursor.execute(
+            f"WITH created AS (INSERT INTO {opp} ({staged}, updated_at) "
+            f"SELECT {staged}, %s FROM {stage} WHERE id IS NULL "
+            "RETURNING id, stage_id, amount, currency, close_date, owner_id, "
+            f"forecast_category) INSERT INTO {hist} ({history_columns}) "
+            "SELECT id, %s, %s, %s, 'created', stage_id, amount, currency, close_date, "
+            "owner_id, forecast_category FROM created",
+            [ctx.now, *history_params],
+        )
+        inserted = cursor.rowcount
+    if new < total:
+        # The stored deals were locked when they were compared (the whole table for
+        # a large import), so the ids found then are still theirs.
+        cursor.execute(f"ANALYZE {stage}")
+        assignments = ", ".join(f"{a} = s.{a}" for a in attrs)
+        cursor.execute(
+            f"UPDATE {opp} o SET {assignments}, updated_at = %s "
+            f"FROM {stage} s WHERE s.id IS NOT NULL AND o.id = s.id",
+            [ctx.now],
+        )
+    if updated_tracked:
+        cursor.execute(
+            f"INSERT INTO {hist} ({history_columns}) "
+            "SELECT s.id, %s, %s, %s, s.changed_fields, s.stage_id, s.amount, s.currency, "
+            f"s.close_date, s.owner_id, s.forecast_category FROM {stage} s "
+            "WHERE s.id IS NOT NULL AND s.changed_fields <> ''",
+            history_params,
+        )
+    if rebuild:
+        # PostgreSQL builds no index on a table with queued trigger events (the row
+        # foreign-key checks when they were not skipped, or earlier writes of the
+        # transaction): run those checks now instead of at commit (Django's
+        # check_constraints: SET CONSTRAINTS ALL IMMEDIATE, then back to DEFERRED,
+        # the mode of every deferrable constraint of the schema).
+        connection.check_constraints()
+    for definition in rebuild:
+        cursor.execute(definition)
+    if skip_row_checks:
+        cursor.execute("SET LOCAL session_replication_role = origin")
+    return inserted
 
 
 #: The staging table's columns and their types (the deal's own, its id when stored, the
@@ -1408,7 +1439,7 @@ def _secondary_indexes_dropped(cursor: Any, table: str, *, rows_written: int) ->
 
 
 #: The references of a deal (and of its history row): column -> referenced table.
-_OPP_REFERENCES = (
+OPP_REFERENCES = (
     ("account_id", Account._meta.db_table),
     ("owner_id", User._meta.db_table),
     ("product_id", Product._meta.db_table),
@@ -1416,7 +1447,7 @@ _OPP_REFERENCES = (
 )
 
 
-def _references_locked_and_checked(cursor: Any, ctx: Context, changes: list[OppChange]) -> bool:
+def _references_locked_and_checked(cursor: Any, ctx: Context, ids: dict[str, set[int]]) -> bool:
     """Check every reference of the staged deals set-based, then let the load skip
     PostgreSQL's per-row foreign-key triggers when that is safe. Returns True when it did
     (the caller must restore ``session_replication_role`` after its INSERTs).
@@ -1426,7 +1457,8 @@ def _references_locked_and_checked(cursor: Any, ctx: Context, changes: list[OppC
     runs them one by one at commit, which is most of a large load. Instead, the referenced
     rows are locked ``FOR KEY SHARE`` (what each of those checks would do: nobody can
     delete them or change their key until we commit), by the distinct ids the deals name
-    (known here, so no pass over the staged rows), and every id must be found. With that
+    (``ids``, by column: known here, so no pass over the staged rows), and every id must
+    be found. With that
     done, the triggers only repeat it, so they are switched off for this transaction's
     INSERTs (``SET LOCAL session_replication_role = replica``), which needs a superuser
     (or a role granted that setting) and is done only when neither deal table has a
@@ -1435,13 +1467,14 @@ def _references_locked_and_checked(cursor: Any, ctx: Context, changes: list[OppC
     """
     user_table = User._meta.db_table
     changed_by = getattr(ctx.user, "pk", None)
-    for column, table in _OPP_REFERENCES:
-        ids = sorted({c.values[column] for c in changes} - {None})
+    for column, table in OPP_REFERENCES:
+        named = sorted(ids[column] - {None})
         cursor.execute(
-            f"SELECT t.id FROM {table} t WHERE t.id = ANY(%s) ORDER BY t.id FOR KEY SHARE", [ids]
+            f"SELECT t.id FROM {table} t WHERE t.id = ANY(%s) ORDER BY t.id FOR KEY SHARE",
+            [named],
         )
         found = {row[0] for row in cursor.fetchall()}
-        missing = [i for i in ids if i not in found]
+        missing = [i for i in named if i not in found]
         if missing:
             raise IntegrityError(
                 f"{column} {missing[0]} of an imported deal is not in {table} "
@@ -1477,7 +1510,7 @@ def replica_loading_allowed(cursor: Any) -> bool:
 
 
 def _rollup_args(changes: list[OppChange], ctx: Context) -> dict[str, Any]:
-    """What :func:`_rollup_deals` needs, taken before the write (which fills in the ids
+    """What :func:`rollup_deals` needs, taken before the write (which fills in the ids
     of new deals)."""
     from apps.kpis.services import STAGE_FIELDS
 
@@ -1500,7 +1533,7 @@ def _rollup_args(changes: list[OppChange], ctx: Context) -> dict[str, Any]:
     }
 
 
-def _rollup_deals(
+def rollup_deals(
     *,
     close_months: set[dt.date],
     stage_now: bool,
