@@ -122,7 +122,9 @@ def new_deals_load(
         if rows < max(min_rows(), 1):
             return None
         with transaction.atomic():
-            return _load(data, header, delimiter, rows, mapping, user, source, progress)
+            loaded = _load(data, header, delimiter, rows, mapping, user, source, progress)
+        logger.info("%s: %d new deals loaded set-based", filename, loaded.rows)
+        return loaded
     except _Doubt as exc:
         logger.info("%s: imported row by row (%s)", filename, exc)
     except DatabaseError as exc:

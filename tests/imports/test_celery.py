@@ -77,8 +77,17 @@ def test_one_bad_row_in_a_large_file_writes_nothing(crm):
 @pytest.mark.redis
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_runs_the_import(crm, live_celery_worker):
-    # given the wizard with a large file, and a real worker on its own queue
+@pytest.mark.parametrize(
+    ("loading", "worker_env"),
+    [
+        ("row by row", {"IMPORTS_SQL_LOAD": "false"}),
+        ("set-based", {"IMPORTS_SQL_LOAD_MIN_ROWS": "1000"}),
+    ],
+)
+def test_a_real_worker_runs_the_import(crm, start_live_celery_worker, loading, worker_env):
+    # given the wizard with a large file, and a real worker on its own queue that loads
+    # it row by row or set-based (apps.imports.sqlload)
+    live_celery_worker = start_live_celery_worker(**worker_env)
     client = Client()
     client.force_login(crm.admin)
     job = import_job_create(
@@ -99,4 +108,7 @@ def test_a_real_worker_runs_the_import(crm, live_celery_worker):
     # then the worker committed every row and the endpoint said so
     assert seen[-1] == ("committed", 100), live_celery_worker.log()[-3000:]
     assert Opportunity.objects.count() == ROWS
+    assert OpportunityHistory.objects.filter(changed_fields="created").count() == ROWS
     assert JobRun.objects.get(kind="imports.file_import").status == "succeeded"
+    set_based = f"big.csv: {ROWS} new deals loaded set-based" in live_celery_worker.log()
+    assert set_based == (loading == "set-based"), live_celery_worker.log()[-3000:]
