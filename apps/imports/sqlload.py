@@ -270,7 +270,9 @@ def _group_values(
     convert it for a new deal; any error or doubt raises :class:`_Doubt`."""
     sets = {tuple(_group_columns(group, columns)) for group in GROUPS} - {()}
     used = sorted({c for key in sets for c in key})
-    first_seen: dict[tuple[int, ...], list[tuple[tuple[str, ...], Any]]] = {k: [] for k in sets}
+    first_seen: dict[tuple[int, ...], list[tuple[tuple[str, ...], tuple[int, int]]]] = {
+        k: [] for k in sets
+    }
     if sets:
         grouping = ", ".join(f"c{c}" for c in used)
         cursor.execute(
@@ -285,7 +287,10 @@ def _group_values(
         }
         for mask, *cells, first in cursor.fetchall():
             key = by_mask[mask]
-            first_seen[key].append((tuple(cells[used.index(c)] for c in key), first))
+            # The first row's position (block, line): a tid comes as text, "(12,3)".
+            block, line = first.strip("()").split(",")
+            position = (int(block), int(line))
+            first_seen[key].append((tuple(cells[used.index(c)] for c in key), position))
     mapping = ctx.mapping
     spec = mapping.spec
     value_maps = mapping_value_maps(mapping)
@@ -297,7 +302,8 @@ def _group_values(
         key_columns = _group_columns(group, columns)
         # In the order of the file: a record the import creates takes the spelling of its
         # first mention, as in the row-by-row import.
-        keys = [k for k, _ in sorted(first_seen.get(tuple(key_columns), [((), 0)]), key=_second)]
+        seen = first_seen.get(tuple(key_columns), [((), (0, 0))])
+        keys = [k for k, _ in sorted(seen, key=_second)]
         table: dict[tuple[str, ...], tuple[Any, ...]] = {}
         for key in keys:
             out = []

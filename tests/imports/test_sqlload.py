@@ -227,6 +227,30 @@ def test_mapping_value_maps_defaults_date_format_and_created_records(
     )
 
 
+def test_records_are_created_in_file_order_across_many_pages(
+    crm, django_capture_on_commit_callbacks
+):
+    # given 400 deals naming 150 new accounts and owners, first met in an order that is
+    # neither alphabetical nor that of the raw table's page and line numbers as text
+    # ("(0,10)" sorts before "(0,2)"), each spelt differently later on
+    mapping = identity_mapping("opportunities").replace(create_missing=["accounts", "owners"])
+    rows = []
+    for n in range(400):
+        k = (n * 37) % 150
+        account = f"Company {k:03d}" if n < 150 else f"COMPANY {k:03d}"
+        owner = f"Rep Number{k}" if n < 150 else f"rep number{k}"
+        rows.append(
+            f"MP-{n:04d},Deal {n},{account},{owner},,{n},USD,Prospecting,,,,2025-01-01,2025-02-01,"
+        )
+    expected, actual, loaded = both_ways(
+        crm, django_capture_on_commit_callbacks, csv_bytes(rows), mapping
+    )
+    assert loaded
+    assert_same(actual, expected)
+    created = actual[1]["accounts"][-150:]
+    assert created == [(f"Company {(n * 37) % 150:03d}",) * 2 for n in range(150)]
+
+
 @pytest.mark.parametrize(
     ("label", "transform"),
     [
