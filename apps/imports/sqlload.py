@@ -40,6 +40,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from psycopg2.extras import execute_values
 
 from apps.crm.models import Opportunity
 from apps.crm.services import new_deal_values
@@ -407,12 +408,14 @@ def _view_parts(
             + ", ".join(f"v{i} {t}" for i, t in enumerate(types))
             + ") ON COMMIT DROP"
         )
-        cursor.executemany(
-            f"INSERT INTO {lookup} VALUES ("
-            + ", ".join(["%s"] * (len(key_columns) + len(attrs)))
-            + ")",
-            [(*key, *row) for key, row in table.items()],
-        )
+        # Many rows per statement: a column of free text may have as many values as rows.
+        with connection.wrap_database_errors:
+            execute_values(
+                cursor.cursor,
+                f"INSERT INTO {lookup} VALUES %s",
+                [(*key, *row) for key, row in table.items()],
+                page_size=5000,
+            )
         cursor.execute(f"ANALYZE {lookup}")
         on = " AND ".join(f"l{n}.k{i} = r.c{c}" for i, c in enumerate(key_columns))
         joins.append(f"JOIN {lookup} l{n} ON {on}")
