@@ -121,7 +121,8 @@ def import_once(crm, data: bytes, mapping, filename: str, *, sql: bool, capture)
         capture(execute=True),
     ):
         patch.setattr(services, "new_deals_load", spy)
-        # The row-by-row import of a large file: its deals are written by COPY too.
+        # The row-by-row import of a large file: its deals are written by COPY too (and
+        # the set-based load may take these small files).
         patch.setattr(writers, "SERVICE_PATH_MAX_ROWS", 0)
         # The months are queued (compared below); the rollup update is another test's.
         patch.setattr(kpi_services, "rollups_update_enqueue", lambda: False)
@@ -249,6 +250,74 @@ def test_records_are_created_in_file_order_across_many_pages(
     assert_same(actual, expected)
     created = actual[1]["accounts"][-150:]
     assert created == [(f"Company {(n * 37) % 150:03d}",) * 2 for n in range(150)]
+
+
+def test_new_deals_get_their_ids_in_file_order_even_when_lookups_spill(
+    crm, django_capture_on_commit_callbacks, monkeypatch
+):
+    # given 3,000 deals naming 3,000 new accounts, with so little memory for the load's hash
+    # tables that the account lookup is split into batches (which reorders rows), and the
+    # sorting threshold reached
+    monkeypatch.setattr(writers, "IMPORT_WORK_MEM", "64kB")
+    monkeypatch.setattr(sqlload, "ORDER_LOOKUP_ROWS", 500)
+    mapping = identity_mapping("opportunities").replace(create_missing=["accounts"])
+    rows = [
+        f"ID-{n:05d},Deal {n},Account {n:05d},ada@example.com,,{n},USD,Prospecting,,,,"
+        "2025-01-01,2025-02-01,"
+        for n in range(3000)
+    ]
+    _, _, loaded = import_once(
+        crm,
+        csv_bytes(rows),
+        mapping,
+        "d.csv",
+        sql=True,
+        capture=django_capture_on_commit_callbacks,
+    )
+    assert loaded
+    # then deal ids, and history ids, follow the file, as in the row-by-row import
+    by_id = list(Opportunity.objects.order_by("id").values_list("external_id", flat=True))
+    assert by_id == [f"ID-{n:05d}" for n in range(3000)]
+    history = OpportunityHistory.objects.order_by("id")
+    assert list(history.values_list("opportunity__external_id", flat=True)) == by_id
+
+
+def test_files_the_services_would_write_deal_by_deal_are_not_loaded_set_based(crm, settings):
+    # a file of at most SERVICE_PATH_MAX_ROWS deals goes through apps.crm.services, which
+    # queues per-deal follow-up work: never set-based, whatever the setting says
+    settings.IMPORTS_SQL_LOAD_MIN_ROWS = 1
+    assert sqlload.min_rows() == writers.SERVICE_PATH_MAX_ROWS + 1
+    assert (
+        sqlload.new_deals_load(
+            data=csv_bytes(ROWS),
+            filename="d.csv",
+            mapping=identity_mapping("opportunities"),
+            user=crm.admin,
+            source="import",
+        )
+        is None
+    )
+    assert not Opportunity.objects.exists()
+
+
+def test_a_cell_longer_than_the_csv_limit_goes_row_by_row(crm, django_capture_on_commit_callbacks):
+    # given a cell longer than the csv module's field limit (lowered for the test), in a
+    # column nobody maps
+    import csv
+
+    header = HEADER + ",notes"
+    rows = [row + ("," + "n" * 1001 if n == 2 else ",x") for n, row in enumerate(ROWS)]
+    previous = csv.field_size_limit(1000)
+    try:
+        expected, actual, loaded = both_ways(
+            crm, django_capture_on_commit_callbacks, csv_bytes(rows, header)
+        )
+    finally:
+        csv.field_size_limit(previous)
+    # then the row-by-row import decides: the csv module refuses the file
+    assert not loaded
+    assert_same(actual, expected)
+    assert actual[0][5] == [(4, None, "not valid CSV: field larger than field limit (1000).")]
 
 
 @pytest.mark.parametrize(
