@@ -375,13 +375,13 @@ def _view_parts(
     """The staging view's expression per deal attribute, its joins, the ids each reference
     column names, and the close dates (for the rollup update)."""
     meta = Opportunity._meta
-    expressions: dict[str, str] = {"external_id": "", "name": ""}
+    expressions: dict[str, str] = {}
+    spaces = ", ".join(str(c) for c in NON_ASCII_SPACES)
     for name in ("external_id", "name"):
         column = f"r.c{columns[name]}"
         first, last = f"ascii({column})", f"ascii(right({column}, 1))"
         limit = meta.get_field(name).max_length
         checks = [f"length({column}) BETWEEN 1 AND {limit}", f"{first} > 32", f"{last} > 32"]
-        spaces = ", ".join(str(c) for c in NON_ASCII_SPACES)
         checks += [f"{first} NOT IN ({spaces})", f"{last} NOT IN ({spaces})"]
         expressions[name] = f"CASE WHEN {' AND '.join(checks)} THEN {column} END"
     # An amount is taken when it is PostgreSQL's own spelling of its number (no sign, no

@@ -143,6 +143,17 @@ def both_ways(crm, capture, data: bytes, mapping=None, filename: str = "deals.cs
     return expected[:2], actual[:2], actual[2]
 
 
+def load_directly(crm) -> sqlload.Loaded | None:
+    """The set-based load of the ROWS file, called directly (no fallback)."""
+    return sqlload.new_deals_load(
+        data=csv_bytes(ROWS),
+        filename="d.csv",
+        mapping=identity_mapping("opportunities"),
+        user=crm.admin,
+        source="import",
+    )
+
+
 def assert_same(actual: tuple, expected: tuple) -> None:
     assert actual[0] == expected[0]
     for key, rows in expected[1].items():
@@ -287,16 +298,7 @@ def test_files_the_services_would_write_deal_by_deal_are_not_loaded_set_based(cr
     # queues per-deal follow-up work: never set-based, whatever the setting says
     settings.IMPORTS_SQL_LOAD_MIN_ROWS = 1
     assert sqlload.min_rows() == writers.SERVICE_PATH_MAX_ROWS + 1
-    assert (
-        sqlload.new_deals_load(
-            data=csv_bytes(ROWS),
-            filename="d.csv",
-            mapping=identity_mapping("opportunities"),
-            user=crm.admin,
-            source="import",
-        )
-        is None
-    )
+    assert load_directly(crm) is None
     assert not Opportunity.objects.exists()
 
 
@@ -436,18 +438,17 @@ def test_stored_deals_are_updated_row_by_row(crm, django_capture_on_commit_callb
     assert actual[0][:5] == (True, 7, 1, 1, 5)
 
 
-def test_small_files_and_dry_runs_go_row_by_row(crm, settings):
+def test_small_files_and_dry_runs_go_row_by_row(crm, settings, monkeypatch):
+    # given a threshold of 7 rows (and no deal-by-deal services path below it)
+    monkeypatch.setattr(writers, "SERVICE_PATH_MAX_ROWS", 0)
     settings.IMPORTS_SQL_LOAD_MIN_ROWS = 7
-    assert (
-        sqlload.new_deals_load(
-            data=csv_bytes(ROWS),
-            filename="d.csv",
-            mapping=identity_mapping("opportunities"),
-            user=crm.admin,
-            source="import",
-        )
-        is None
-    )
+    # then a file of 6 rows is not loaded set-based, and with a threshold of 6 it is
+    assert load_directly(crm) is None
+    assert not Opportunity.objects.exists()
+    settings.IMPORTS_SQL_LOAD_MIN_ROWS = 6
+    assert load_directly(crm) == sqlload.Loaded(rows=6)
+    Opportunity.objects.all().delete()
+    # and a dry run always goes row by row (it writes nothing)
     settings.IMPORTS_SQL_LOAD_MIN_ROWS = 1
     report = services.file_import(
         kind="opportunities", data=csv_bytes(ROWS), filename="d.csv", user=crm.admin, dry_run=True
